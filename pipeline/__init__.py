@@ -1,0 +1,1 @@
+"""melstream pipeline package."""

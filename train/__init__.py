@@ -1,0 +1,1 @@
+"""melstream train package."""
