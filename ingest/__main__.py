@@ -1,0 +1,66 @@
+"""``python -m ingest SOURCE ... --out DIR``: build log-mel shards from a source (see --help)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+from .codec_choices import CODEC_HELP
+from .engine import IngestConfig, run_ingest
+from .frontend import PRESETS
+from .sources import SOURCES
+
+# Importing a source module registers it.  Optional ones (audioset, fsd50k) register when present.
+for _mod in ("folder", "demo", "audioset", "fsd50k"):
+    try:
+        importlib.import_module(f"ingest.sources.{_mod}")
+    except ModuleNotFoundError as e:
+        if e.name != f"ingest.sources.{_mod}":
+            raise
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="dataset root: shards go to OUT/<split>/")
+    p.add_argument("--preset", default="byol_a", choices=sorted(PRESETS), help="log-mel frontend preset")
+    p.add_argument("--codec", default="f16planes", choices=["f16", "f16planes", "u8"], help=CODEC_HELP)
+    p.add_argument("--level", type=int, default=9, help="zstd level (default 9)")
+    p.add_argument("--shard-size", default="1000", help="samples per shard (1000) or bytes (200MB)")
+    p.add_argument("--workers", type=int, default=1, help="parallel decode processes; each writes whole shards")
+    p.add_argument("--num-jobs", type=int, default=1, help="total jobs of a job array (disjoint shard sets)")
+    p.add_argument("--job-index", type=int, default=0, help="this job's index in [0, num-jobs)")
+    p.add_argument("--limit", type=int, default=None, help="ingest at most this many items (first by key)")
+    p.add_argument("--min-seconds", type=float, default=0.0, help="reject clips shorter than this")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m ingest", description="Ingest audio into melstream log-mel shards.")
+    sub = ap.add_subparsers(dest="source", required=True)
+    for name, spec in SOURCES.items():
+        p = sub.add_parser(name, help=spec.help)
+        spec.add_args(p)
+        add_common(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    a = build_parser().parse_args(argv)
+    cfg = IngestConfig(out=a.out, preset=a.preset, codec=a.codec, level=a.level, shard_size=a.shard_size,
+                       workers=a.workers, num_jobs=a.num_jobs, job_index=a.job_index, min_seconds=a.min_seconds,
+                       limit=a.limit, progress=not a.no_progress)
+    try:
+        source = SOURCES[a.source].run(a)
+        summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],
+                             extra_manifest=getattr(source, "manifest_extra", lambda: None)())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

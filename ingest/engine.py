@@ -1,0 +1,264 @@
+"""The ingest engine: items from a source -> decode -> frontend -> shards, resumable and parallel.
+
+Plan: the items of each split are sorted by key and cut into consecutive groups of
+``shard_size``; group ``i`` becomes shard ``<dataset>-<split>-%06d.tar``.  The plan depends only on
+the item list, so the keys and bytes of every sample do not depend on ``--workers`` or
+``--num-jobs`` (job ``j`` of ``N`` writes the shards with ``i % N == j``).  A shard is finished when
+its tar and its sidecar record exist and the tar's size matches; a rerun skips finished shards
+(a shard whose record lists transient failures is redone so they are retried).  Workers each
+write whole shards; the main process shows the progress bar and, when the plan is complete,
+builds ``manifest.json`` and ``failures.jsonl``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+
+from shards import ShardWriter, build_manifest, shard_name
+from shards.format import PARTS_DIR, check_name
+
+from .decode import DecodeError
+from .frontend import FrontendConfig, get_preset, logmel
+
+log = logging.getLogger("melstream.ingest")
+
+
+@dataclass
+class Item:
+    """One clip to ingest.  ``key`` is unique and stable; ``origin`` a path or URL."""
+
+    key: str
+    source_id: str
+    origin: str
+    split: str = "train"
+    labels: list[str] = field(default_factory=list)
+    start: float | None = None
+    end: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SkipItem(Exception):
+    """Raised by a source's ``load`` for input that must not enter a shard.
+
+    ``reason`` is a short class (``undecodable``, ``empty``, ``too_short``, ``silent``,
+    ``unavailable`` ...); ``permanent=False`` marks failures worth retrying on a later run.
+    """
+
+    def __init__(self, reason: str, message: str = "", permanent: bool = True, attempts: int = 1):
+        super().__init__(f"{reason}: {message}" if message else reason)
+        self.reason = reason
+        self.message = message
+        self.permanent = permanent
+        self.attempts = attempts
+
+
+class Source(Protocol):
+    dataset: str
+
+    def items(self) -> list[Item]: ...
+
+    def load(self, item: Item, sample_rate: int) -> np.ndarray: ...
+
+
+@dataclass
+class IngestConfig:
+    out: str
+    preset: str = "byol_a"
+    codec: str = "f16planes"
+    level: int = 9
+    shard_size: str = "1000"
+    workers: int = 1
+    num_jobs: int = 1
+    job_index: int = 0
+    min_seconds: float = 0.0
+    limit: int | None = None
+    progress: bool = True
+    retry_transient: bool = True
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
+
+
+def samples_per_shard(spec: str, est_bytes_per_item: float = 100_000.0) -> int:
+    """``"1000"`` -> 1000 samples; ``"200MB"`` -> samples estimated from ~100 KB per 10-s clip."""
+    m = _SIZE_RE.match(str(spec))
+    if not m:
+        raise ValueError(f"--shard-size {spec!r}: give a sample count (1000) or a size (200MB)")
+    num, unit, b = float(m.group(1)), m.group(2).lower(), m.group(3)
+    if not unit and not b:
+        if num < 1 or num != int(num):
+            raise ValueError(f"--shard-size {spec!r}: sample count must be a positive integer")
+        return int(num)
+    nbytes = num * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit]
+    return max(1, int(nbytes // est_bytes_per_item))
+
+
+def check_clip(wav: np.ndarray, fe: FrontendConfig, min_seconds: float = 0.0,
+               expected_seconds: float | None = None, tolerance: float = 0.5) -> None:
+    """Reject clips that would poison a shard: empty, shorter than one window, all-zero, wrong length."""
+    if wav.size == 0:
+        raise SkipItem("empty", "no samples")
+    if wav.size < fe.win_length or wav.size < min_seconds * fe.sample_rate:
+        raise SkipItem("too_short", f"{wav.size / fe.sample_rate:.3f} s is shorter than "
+                       f"{max(fe.win_length / fe.sample_rate, min_seconds):.3f} s")
+    if not np.any(wav):
+        raise SkipItem("silent", "all samples are zero")
+    if expected_seconds is not None and abs(wav.size / fe.sample_rate - expected_seconds) > tolerance:
+        raise SkipItem("bad_duration", f"decoded {wav.size / fe.sample_rate:.2f} s, expected {expected_seconds:.2f} s")
+
+
+@dataclass
+class ShardTask:
+    index: int
+    name: str
+    split: str
+    items: list[Item]
+
+
+def plan(items: list[Item], dataset: str, per_shard: int) -> list[ShardTask]:
+    """Deterministic shard plan: per split, items sorted by key, cut into groups of ``per_shard``."""
+    by_split: dict[str, list[Item]] = {}
+    seen: set[str] = set()
+    for it in items:
+        check_name(it.split, "split name")
+        if it.key in seen:
+            raise ValueError(f"duplicate item key {it.key!r}")
+        seen.add(it.key)
+        by_split.setdefault(it.split, []).append(it)
+    tasks = []
+    for split in sorted(by_split):
+        its = sorted(by_split[split], key=lambda x: x.key)
+        for i in range(0, len(its), per_shard):
+            idx = i // per_shard
+            tasks.append(ShardTask(idx, shard_name(dataset, split, idx), split, its[i:i + per_shard]))
+    return tasks
+
+
+def _record_path(out: str, split: str, name: str) -> str:
+    return os.path.join(out, split, PARTS_DIR, name + ".json")
+
+
+def is_finished(out: str, task: ShardTask, frontend_hash: str, retry_transient: bool) -> bool:
+    rec_p = _record_path(out, task.split, task.name)
+    tar_p = os.path.join(out, task.split, task.name)
+    if not (os.path.exists(rec_p) and os.path.exists(tar_p)):
+        return False
+    try:
+        with open(rec_p) as f:
+            rec = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return False
+    if rec.get("frontend_hash") != frontend_hash or os.path.getsize(tar_p) != rec.get("bytes"):
+        return False
+    if sorted(rec.get("keys", []) + [f["key"] for f in rec.get("failures", [])]) != sorted(i.key for i in task.items):
+        return False
+    if retry_transient and any(not f.get("permanent", True) for f in rec.get("failures", [])):
+        return False
+    return True
+
+
+def _meta(item: Item, dataset: str, seconds: float) -> dict[str, Any]:
+    start = float(item.start) if item.start is not None else 0.0
+    return {
+        "dataset": dataset, "split": item.split, "source_id": item.source_id, "origin": item.origin,
+        "start": start, "end": start + seconds, "duration": seconds, "labels": list(item.labels), **item.extra,
+    }
+
+
+def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: FrontendConfig,
+                common: dict[str, Any]) -> dict[str, Any]:
+    """Decode every item of one planned shard and write it atomically (runs in a worker)."""
+    out_dir = os.path.join(cfg.out, task.split)
+    w = ShardWriter(out_dir, task.name, codec=cfg.codec, level=cfg.level, common=common)
+    try:
+        for it in task.items:
+            try:
+                wav = source.load(it, fe.sample_rate)
+                expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
+                check_clip(wav, fe, cfg.min_seconds, expected)
+                mel = logmel(wav, fe)
+                w.add(it.key, mel, _meta(it, source.dataset, wav.size / fe.sample_rate))
+            except SkipItem as e:
+                w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": e.reason,
+                        "reason": str(e), "permanent": e.permanent, "attempts": e.attempts})
+            except DecodeError as e:
+                w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "undecodable",
+                        "reason": f"undecodable: {e}", "permanent": True, "attempts": 1})
+        return w.close()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_task(args: tuple) -> dict[str, Any]:
+    source, task, cfg, fe, common = args
+    rec = write_shard(source, task, cfg, fe, common)
+    return {"name": rec["name"], "samples": rec["samples"], "failed": len(rec["failures"]), "seconds": rec["seconds"]}
+
+
+def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
+               extra_manifest: dict[str, Any] | None = None,
+               on_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged)."""
+    fe = get_preset(cfg.preset)
+    if not (0 <= cfg.job_index < cfg.num_jobs):
+        raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
+    items = source.items()
+    if cfg.limit is not None:
+        items = sorted(items, key=lambda x: x.key)[: cfg.limit]
+    per_shard = samples_per_shard(cfg.shard_size)
+    tasks = plan(items, source.dataset, per_shard)
+    mine = [t for t in tasks if t.index % cfg.num_jobs == cfg.job_index]
+    common = {"dataset": source.dataset, "frontend": fe.to_dict(), "frontend_hash": fe.hash()}
+    todo = [t for t in mine if not is_finished(cfg.out, t, fe.hash(), cfg.retry_transient)]
+    summary = {"planned_shards": len(tasks), "job_shards": len(mine), "skipped_finished": len(mine) - len(todo),
+               "written_shards": 0, "ingested": 0, "failed": 0, "hours": 0.0}
+    bar = None
+    if cfg.progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(len(t.items) for t in todo), desc=f"ingest {source.dataset}", unit="clip")
+
+    def done(r: dict) -> None:
+        summary["written_shards"] += 1
+        summary["ingested"] += r["samples"]
+        summary["failed"] += r["failed"]
+        summary["hours"] += r["seconds"] / 3600
+        if bar is not None:
+            bar.update(r["samples"] + r["failed"])
+        if on_done:
+            on_done(r)
+
+    args = [(source, t, cfg, fe, {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)})
+            for t in todo]
+    if cfg.workers <= 1 or len(todo) <= 1:
+        for a in args:
+            done(_run_task(a))
+    else:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init) as pool:
+            for r in pool.imap_unordered(_run_task, args):
+                done(r)
+    if bar is not None:
+        bar.close()
+    manifests = {}
+    if cfg.num_jobs == 1:
+        for split in sorted({t.split for t in tasks}):
+            manifests[split] = build_manifest(os.path.join(cfg.out, split), command=command or sys.argv,
+                                              extra=extra_manifest)
+    summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
+    summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
+    return summary

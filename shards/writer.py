@@ -1,0 +1,131 @@
+"""Shard writer: one WebDataset tar, written to a temp file and renamed when complete.
+
+Members are written in key order as ``<key>.json`` then ``<key>.mel.npy.zst`` with fixed tar
+headers (mtime 0, uid/gid 0, mode 0644), so the bytes of a shard depend only on its samples.
+After the rename, a sidecar ``.parts/<shard>.json`` records what the shard holds (keys, counts,
+sha256, streamed log-mel sums); a shard without its sidecar is treated as unfinished.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_write_json
+from .codec import DEFAULT_CODEC, DEFAULT_LEVEL, encode_mel
+from .format import JSON_EXT, MEL_EXT, PARTS_DIR, check_key, check_shard_name
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+@dataclass
+class ShardStats:
+    """Streamed sums over every log-mel value (as decoded), merged exactly across shards."""
+
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    seconds: float = 0.0
+    labels: Counter = field(default_factory=Counter)
+
+    def add(self, mel: np.ndarray, seconds: float, labels: list[str]) -> None:
+        m = mel.astype(np.float64)
+        self.count += m.size
+        self.total += float(m.sum())
+        self.total_sq += float(np.square(m).sum())
+        self.seconds += float(seconds)
+        self.labels.update(labels)
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = 0
+    ti.mode = 0o644
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
+class ShardWriter:
+    """Write one shard ``out_dir/name`` atomically; ``close()`` returns and stores its sidecar record."""
+
+    def __init__(self, out_dir: str, name: str, codec: str = DEFAULT_CODEC, level: int = DEFAULT_LEVEL,
+                 common: dict[str, Any] | None = None):
+        self.out_dir = out_dir
+        self.name = check_shard_name(name)
+        self.codec = codec
+        self.level = level
+        self.common = dict(common or {})
+        self.path = os.path.join(out_dir, name)
+        self.tmp = self.path + f".{os.getpid()}.tmp"
+        os.makedirs(out_dir, exist_ok=True)
+        self._tar = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
+        self.keys: list[str] = []
+        self.stats = ShardStats()
+        self.max_abs_error = 0.0
+        self.failures: list[dict] = []
+
+    def add(self, key: str, mel: np.ndarray, meta: dict[str, Any]) -> int:
+        """Add one sample; ``meta`` is the sample JSON (dataset, source_id, start, end, labels, origin ...)."""
+        check_key(key)
+        if key in self.keys:
+            raise ValueError(f"duplicate key {key!r} in shard {self.name}")
+        data, extra, decoded = encode_mel(mel, self.codec, self.level)
+        rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": self.codec, **extra}
+        if "mel_q" in extra:
+            self.max_abs_error = max(self.max_abs_error, extra["mel_q"]["max_abs_error"])
+        js = json.dumps(rec, sort_keys=True).encode()
+        self._tar.addfile(_tarinfo(f"{key}.{JSON_EXT}", len(js)), io.BytesIO(js))
+        self._tar.addfile(_tarinfo(f"{key}.{MEL_EXT}", len(data)), io.BytesIO(data))
+        self.keys.append(key)
+        self.stats.add(decoded, float(rec.get("duration") or 0.0), list(rec.get("labels") or []))
+        return len(data) + len(js)
+
+    def fail(self, record: dict) -> None:
+        """Record an input that did not make it into this shard (goes to failures.jsonl)."""
+        self.failures.append(record)
+
+    def close(self) -> dict[str, Any]:
+        self._tar.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        rec = {
+            "name": self.name,
+            "samples": len(self.keys),
+            "bytes": os.path.getsize(self.path),
+            "sha256": sha256_file(self.path),
+            "keys": self.keys,
+            "codec": self.codec,
+            "max_abs_error": self.max_abs_error,
+            "stats": {"count": self.stats.count, "sum": self.stats.total, "sum_sq": self.stats.total_sq},
+            "seconds": self.stats.seconds,
+            "labels": dict(sorted(self.stats.labels.items())),
+            "failures": self.failures,
+            **self.common,
+        }
+        atomic_write_json(os.path.join(self.out_dir, PARTS_DIR, self.name + ".json"), rec)
+        return rec
+
+    def abort(self) -> None:
+        try:
+            self._tar.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
