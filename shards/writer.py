@@ -7,6 +7,7 @@ sha256, streamed log-mel sums); a shard without its sidecar is treated as unfini
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -75,6 +76,8 @@ class ShardWriter:
         self.path = os.path.join(out_dir, name)
         self.tmp = self.path + f".{os.getpid()}.tmp"
         os.makedirs(out_dir, exist_ok=True)
+        for stale in glob.glob(glob.escape(self.path) + ".*.tmp"):  # left by a killed run of this shard
+            os.unlink(stale)
         self._tar = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
         self.keys: list[str] = []
         self.stats = ShardStats()

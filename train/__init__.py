@@ -1,1 +1,1 @@
-"""melstream train package."""
+"""melstream train package: wires pipeline + models with Accelerate."""

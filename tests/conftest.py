@@ -1,0 +1,30 @@
+"""Shared fixtures: small audio corpora written in the test, never fetched."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def tone(freq: float, seconds: float, sr: int = 16000, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory):
+    """A small demo corpus (3-s clips) ingested once per session: returns (shard_root, audio_root)."""
+    from ingest.__main__ import main
+
+    base = tmp_path_factory.mktemp("demo_small")
+    out, audio = str(base / "shards"), str(base / "audio")
+    rc = main(["demo", "--out", out, "--audio-dir", audio, "--pretrain-clips", "24", "--train-clips", "16",
+               "--test-clips", "8", "--seconds", "3", "--shard-size", "8", "--no-progress"])
+    assert rc == 0
+    return out, audio
