@@ -1,25 +1,83 @@
-# melstream: see README.md. Every target depends on `setup` (idempotent).
+# melstream -- see README.md.  Every target depends on `setup` (idempotent).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+APT_PACKAGES ?=
+
 DATA ?= data
 DATASET ?= demo
 SRC ?=
 PRESET ?= byol_a
 WORKERS ?= 2
+OUT ?= $(DATA)/$(DATASET)
+METHOD ?= byol_a
+RUN ?= runs/demo
+STEPS ?= 300
 
-.PHONY: setup test shards demo bench bench-ingest bench-pipeline bench-models bench-train eval clean
+.PHONY: setup test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train clean
 
-$(STAMP): pyproject.toml
+$(STAMP):
+	@if [ -n "$(APT_PACKAGES)" ]; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    else echo "please install:$$missing (apt-get)"; fi; fi; fi
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 test: setup
 	$(PYTHON) -m pytest -q tests
+
+# `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.
+shards: setup
+ifeq ($(DATASET),demo)
+	$(PYTHON) -m ingest demo --out $(DATA)/demo --audio-dir $(DATA)/demo_audio --preset $(PRESET) --workers $(WORKERS) --shard-size 64
+else ifeq ($(DATASET),folder)
+	@test -n "$(SRC)" || { echo "usage: make shards DATASET=folder SRC=/path/to/audio [OUT=data/NAME] [PRESET=byol_a]"; exit 2; }
+	$(PYTHON) -m ingest folder "$(SRC)" --out $(OUT) --preset $(PRESET) --workers $(WORKERS)
+else
+	@echo "DATASET=$(DATASET): use demo or folder here; AudioSet/FSD50K: see docs/datasets.md"; exit 2
+endif
+
+pretrain: setup
+	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
+
+# Two CPU ranks (gloo).  `accelerate launch --cpu --num_processes 2` silently starts ONE process;
+# this form starts two (asserted by tests/test_train_ddp.py).
+pretrain-ddp: setup
+	ACCELERATE_USE_CPU=true $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS)
+
+eval: setup
+	$(PYTHON) -m eval run --model $(RUN) --tasks demo_family,demo_pitch --out reports/demo
+
+demo: setup
+	$(MAKE) shards
+	$(PYTHON) train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
+	$(PYTHON) -m eval run --model $(RUN) --baselines spectrogram,untrained --tasks demo_family,demo_pitch --out reports/demo
+
+bench: bench-ingest bench-pipeline bench-models bench-train
+
+bench-ingest: setup
+	$(PYTHON) bench/bench_ingest.py
+	@if [ -f bench/bench_audioset.py ]; then $(PYTHON) bench/bench_audioset.py; fi
+
+bench-pipeline: setup
+	$(PYTHON) bench/bench_pipeline.py
+
+bench-models: setup
+	$(PYTHON) bench/bench_models.py
+
+bench-train: setup
+	$(PYTHON) bench/bench_train.py
+
+clean:
+	rm -rf $(DATA)/demo $(DATA)/demo_audio runs/demo reports/demo

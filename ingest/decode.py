@@ -43,6 +43,27 @@ def _last_line(stderr: bytes) -> str:
     return lines[-1][:300] if lines else "ffmpeg failed"
 
 
+def _read_wav_direct(path: str, sample_rate: int) -> np.ndarray | None:
+    """Fast path: a PCM16 mono WAV already at ``sample_rate`` is read without spawning ffmpeg.
+
+    Bit-identical to ffmpeg's ``pcm_s16le -> f32le`` conversion (x / 32768; tested); anything
+    else (other rates, channels, sample formats, broken headers) returns None and goes to ffmpeg.
+    """
+    import wave
+
+    try:
+        with wave.open(path, "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != sample_rate or w.getcomptype() != "NONE":
+                return None
+            n = w.getnframes()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError, OSError):
+        return None
+    if len(raw) != 2 * n or n == 0:
+        return None
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+
+
 def decode_audio(
     src: str,
     sample_rate: int = 16000,
@@ -60,6 +81,10 @@ def decode_audio(
 
     import ffmpeg
 
+    if start is None and duration is None and not input_options and "://" not in src and src.lower().endswith(".wav"):
+        direct = _read_wav_direct(src, sample_rate)
+        if direct is not None:
+            return direct
     in_kw = dict(input_options or {})
     if start is not None and start > 0:
         in_kw["ss"] = f"{float(start):.3f}"

@@ -142,3 +142,15 @@ def test_decodes_compressed_formats(tmp_path):
         got = decode_audio(dst)
         assert abs(len(got) - len(ref)) < 0.1 * 16000  # codec padding differs
         assert np.corrcoef(got[4000:12000], ref[4000:12000])[0, 1] > 0.9 if ext == ".flac" else got.size > 0
+
+
+def test_wav_fast_path_is_bit_identical_to_ffmpeg(tmp_path):
+    from ingest.decode import _read_wav_direct
+
+    p = str(tmp_path / "x.wav")
+    rng = np.random.default_rng(3)
+    encode_wav(p, (0.5 * rng.standard_normal(20000)).astype(np.float32))
+    fast = _read_wav_direct(p, 16000)
+    via_ffmpeg = decode_audio(p, input_options={"threads": "1"})  # input options force the ffmpeg path
+    assert fast is not None and np.array_equal(fast, via_ffmpeg)
+    assert _read_wav_direct(p, 22050) is None  # other rates go through ffmpeg's resampler

@@ -1,0 +1,91 @@
+"""`make bench-ingest`: ingest speed per worker and bytes per 10-s clip next to WAV and FLAC.
+
+10-second demo clips (speech-like, instruments, noise textures, impacts) go through the real
+folder ingest (ffmpeg decode + torchaudio log-mel + codec + tar write) with 1 and 2 workers.
+Sizes compare each codec with 16-bit WAV and FLAC of the same audio; decode time per clip is
+what the training reader pays.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from _common import merge_results, table
+
+import shards
+from ingest.decode import transcode
+from ingest.demo import write_corpus
+from ingest.engine import IngestConfig, run_ingest
+from ingest.sources.folder import FolderSource
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clips", type=int, default=48)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench_ingest_")
+    try:
+        audio = os.path.join(tmp, "audio")
+        write_corpus(audio, seed=1, sizes={"pretrain": a.clips})
+        src = os.path.join(audio, "pretrain")
+        wavs = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(src) for f in fs if f.endswith(".wav"))
+        wav_kb = np.mean([os.path.getsize(p) for p in wavs]) / 1024
+        flac_sizes = []
+        for p in wavs[:12]:
+            dst = os.path.join(tmp, os.path.basename(p) + ".flac")
+            transcode(p, dst)
+            flac_sizes.append(os.path.getsize(dst))
+        flac_kb = float(np.mean(flac_sizes)) / 1024
+
+        speed = {}
+        for workers in (1, 2):
+            out = os.path.join(tmp, f"out_w{workers}")
+            t0 = time.perf_counter()
+            s = run_ingest(FolderSource(src, dataset="bench"), IngestConfig(out=out, shard_size=str(max(1, a.clips // 4)),
+                                                                             workers=workers, progress=False))
+            dt = time.perf_counter() - t0
+            speed[workers] = s["ingested"] / dt / workers
+        rows, sizes = [], {}
+        for codec in ("f16", "f16planes", "u8"):
+            out = os.path.join(tmp, f"out_{codec}")
+            run_ingest(FolderSource(src, dataset="bench"), IngestConfig(out=out, codec=codec, shard_size="1000", progress=False))
+            d = os.path.join(out, "train")
+            m = shards.read_manifest(d)
+            members = [mem for p in shards.shard_paths(d) for _, mem in shards.iter_tar_samples(p)]
+            kb = np.mean([len(mem["mel.npy.zst"]) for mem in members]) / 1024
+            import json as _j
+            metas = [_j.loads(mem["json"]) for mem in members]
+            t0 = time.perf_counter()
+            reps = 5
+            for _ in range(reps):
+                for mem, meta in zip(members, metas):
+                    shards.decode_mel(mem["mel.npy.zst"], meta)
+            dec_us = (time.perf_counter() - t0) / (reps * len(members)) * 1e6
+            sizes[codec] = {"kb_per_clip": float(kb), "decode_us_per_clip": dec_us,
+                            "max_abs_error": m["codec"]["max_abs_error"]}
+            rows.append([codec, float(kb), dec_us, m["codec"]["max_abs_error"], "yes" if m["codec"]["lossless"] else "no"])
+        print(f"ingest of {a.clips} x 10-s clips (decode + log-mel + codec + tar), byol_a preset, 64 mels")
+        print(table([[1, speed[1], speed[1] * 10], [2, speed[2], speed[2] * 10]],
+                    ["workers", "clips/s per worker", "x real time per worker"]))
+        print()
+        print(table(rows + [["wav16", float(wav_kb), "", "", "yes"], ["flac", flac_kb, "", "", "yes"]],
+                    ["format", "KB per 10-s clip", "decode us/clip", "max abs err", "lossless"]))
+        print(f"\ndefault codec f16planes: {sizes['f16planes']['kb_per_clip'] / wav_kb:.3f} x WAV, "
+              f"{sizes['f16planes']['kb_per_clip'] / flac_kb:.3f} x FLAC")
+        path = merge_results("ingest", {
+            "clips_per_s_per_worker": speed[1], "clips_per_s_per_worker_2workers": speed[2],
+            "kb_per_clip": sizes["f16planes"]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
+            "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
+        })
+        print(f"wrote {path}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
