@@ -1,0 +1,141 @@
+"""Trainer configuration: one dataclass, exposed as CLI flags and loadable from YAML.
+
+Precedence: dataclass defaults < method (paper) defaults < ``--config FILE.yaml`` < CLI flags.
+Objective hyperparameters (lr, optimiser, schedule, EMA tau, head sizes ...) are overridden with
+``--hp key=value`` (repeatable) or an ``hparams:`` mapping in the YAML file; encoder and sampler
+arguments likewise with ``--encoder-arg`` / ``--sampler-arg`` or ``encoder_kwargs:`` / ``sampler_kwargs:``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    method: str = "temporal_gap"
+    encoder: str | None = None  # default: the method's paper encoder
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: str | None = None  # default: the method's sampler
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    shards: list[str] = field(default_factory=lambda: ["data/demo/pretrain"])
+    out: str = "runs/default"
+    steps: int = 1000
+    batch_size: int | None = None  # global batch (all processes, one optimiser step); default: paper value
+    grad_accum: int = 1
+    clip_grad: float | None = None
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    seed: int = 0
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 3
+    resume: bool = False
+    init: str | None = None  # encoder weights to start from (official BYOL-A .pth or encoder.safetensors)
+    probe_every: int = 0
+    probe_task: str = "demo_family"
+    probe_data_root: str = "data/demo_audio"
+    tracker: str = "auto"  # auto | tensorboard | none
+    init_timeout_s: int = 600
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_HELP = {
+    "method": "training method (objective + its paper defaults)",
+    "encoder": "encoder name (default: the method's)",
+    "shards": "one or more shard directories or URLs (checked for one frontend)",
+    "out": "run directory (checkpoints, metrics.jsonl, config.yaml, encoder.safetensors)",
+    "steps": "optimiser steps",
+    "batch_size": "global batch per optimiser step, split over processes and accumulation steps",
+    "grad_accum": "gradient accumulation steps",
+    "clip_grad": "clip the global gradient norm to this value",
+    "mixed_precision": "no | bf16 | fp16",
+    "num_workers": "DataLoader worker processes per rank",
+    "save_every": "checkpoint every N steps (the data stream is re-seeded at each checkpoint)",
+    "keep_last": "keep the newest K checkpoints",
+    "resume": "continue from the newest checkpoint in --out",
+    "init": "initial encoder weights (.pth with official keys, or encoder.safetensors)",
+    "probe_every": "run the online probe every N steps (0: off)",
+}
+
+
+def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise SystemExit(f"error: {flag} expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def build_parser(methods: list[str], encoders: list[str]) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="train/pretrain.py",
+        description="Self-supervised pretraining on melstream shards. "
+                    f"Methods: {', '.join(methods)}. Encoders: {', '.join(encoders)}.",
+    )
+    ap.add_argument("--config", help="YAML file with TrainConfig fields (CLI flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("encoder_kwargs", "sampler_kwargs", "hparams"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": _HELP.get(f.name)}
+        if f.name == "method":
+            kw["choices"] = methods
+        if f.name == "encoder":
+            kw["choices"] = encoders
+        if f.type in ("bool", bool):
+            ap.add_argument(flag, action="store_true", **{k: v for k, v in kw.items() if k != "default"}, default=None)
+        elif f.name == "shards":
+            ap.add_argument(flag, nargs="+", **kw)
+        else:
+            typ = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
+            ap.add_argument(flag, type=typ, **kw)
+    ap.add_argument("--hp", action="append", metavar="KEY=VALUE", help="objective hyperparameter override")
+    ap.add_argument("--encoder-arg", action="append", metavar="KEY=VALUE", help="encoder constructor argument")
+    ap.add_argument("--sampler-arg", action="append", metavar="KEY=VALUE", help="sampler argument")
+    return ap
+
+
+def load_config(argv: list[str] | None, methods: list[str], encoders: list[str]) -> TrainConfig:
+    ap = build_parser(methods, encoders)
+    a = ap.parse_args(argv)
+    data: dict[str, Any] = {}
+    if a.config:
+        with open(a.config) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"error: {a.config}: expected a mapping of TrainConfig fields")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = set(loaded) - known
+        if unknown:
+            raise SystemExit(f"error: {a.config}: unknown fields {sorted(unknown)}")
+        data.update(loaded)
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(a, f.name, None)
+        if v is not None:
+            data[f.name] = v
+    for key, flag, attr in (("hparams", "--hp", "hp"), ("encoder_kwargs", "--encoder-arg", "encoder_arg"),
+                            ("sampler_kwargs", "--sampler-arg", "sampler_arg")):
+        merged = dict(data.get(key) or {})
+        merged.update(_parse_kv(getattr(a, attr), flag))
+        data[key] = merged
+    if data.get("method") not in methods:
+        raise SystemExit(f"error: unknown method {data.get('method')!r}; choose from {methods}")
+    cfg = TrainConfig(**data)
+    if cfg.steps < 1 or cfg.grad_accum < 1 or cfg.save_every < 1 or cfg.keep_last < 1:
+        raise SystemExit("error: --steps, --grad-accum, --save-every and --keep-last must be >= 1")
+    if cfg.mixed_precision not in ("no", "bf16", "fp16"):
+        raise SystemExit("error: --mixed-precision must be no, bf16 or fp16")
+    json.dumps(cfg.to_dict())  # everything must be serialisable into config.yaml
+    return cfg

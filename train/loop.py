@@ -1,0 +1,277 @@
+"""The step-based Accelerate training loop (one process to many GPU nodes).
+
+Data: ``pipeline.build_loader`` in training mode gives each rank an endless, resampled stream.
+The stream is re-seeded with the current step at every checkpoint boundary (``save_every``), in
+uninterrupted and resumed runs alike, so ``--resume`` continues with exactly the batches an
+uninterrupted run would have seen, while no run replays an earlier segment's sequence.
+
+Batch size: ``--batch-size`` is the global batch of one optimiser step; each process gets
+``batch_size / (world_size * grad_accum)`` examples per micro-step.  Batch-coupled losses gather
+across ranks (``models.distributed.gather_with_grad``) so they see the global batch, and BatchNorm
+layers become SyncBatchNorm under DDP.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+from shards.atomic import atomic_write_bytes
+
+from .checkpoint import latest_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .export import save_encoder
+from .optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("melstream.train")
+
+ProbeFn = Callable[[torch.nn.Module, dict], dict]
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[str, dict[str, Any]]:
+    from models import ENCODERS
+
+    default_name, default_kwargs = obj_cls.default_encoder
+    name = cfg.encoder or default_name
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose from {sorted(ENCODERS)}")
+    kwargs = dict(default_kwargs) if name == default_name else {}
+    kwargs.update(cfg.encoder_kwargs)
+    builder = ENCODERS[name]
+    accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
+    if "n_mels" in kwargs and int(kwargs["n_mels"]) != data_n_mels:
+        raise ValueError(f"encoder {name} is set to n_mels={kwargs['n_mels']} but the shards have {data_n_mels} mel bins "
+                         f"(rebuild the shards with the matching --preset or drop the n_mels override)")
+    if accepts_n_mels:
+        kwargs.setdefault("n_mels", data_n_mels)
+    return name, kwargs
+
+
+def _load_init(encoder: torch.nn.Module, path: str) -> None:
+    """Initial encoder weights: safetensors or a plain-tensor .pth (``weights_only=True``)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"--init {path}: expected a mapping of parameter names to tensors")
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(f"--init {path}: missing keys for this encoder, e.g. {missing[:4]}")
+    if unexpected:
+        log.warning("--init %s: ignoring %d keys not in the encoder (e.g. %s)", path, len(unexpected), unexpected[:3])
+
+
+def _input_norm(sampler: str, info: Any, hp: Any) -> dict[str, Any] | None:
+    if getattr(hp, "standardize", False):
+        return {"type": "per_example"}
+    if sampler.split("+")[0] == "views":
+        return {"mean": float(info.mean), "std": float(info.std)}
+    return None
+
+
+def _sampler_kwargs(cfg: TrainConfig, sampler: str, hp: Any) -> dict[str, Any]:
+    from pipeline import SAMPLERS
+
+    kw: dict[str, Any] = {}
+    first = sampler.split("+")[0]
+    params = inspect.signature(SAMPLERS[first]).parameters if first in SAMPLERS else {}
+    if "n_frames" in params and getattr(hp, "n_frames", None):
+        kw["n_frames"] = int(hp.n_frames)
+    kw.update(cfg.sampler_kwargs)
+    return kw
+
+
+def _truncate_metrics(path: str, step: int) -> None:
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path) as f:
+        for line in f:
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                break
+    atomic_write_bytes(path, "".join(keep).encode())
+
+
+def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for d in dirs:
+        p = os.path.join(d, "manifest.json")
+        if os.path.exists(p):
+            out[d] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
+    """Run (or resume) one training job; returns a summary with the final step and losses."""
+    import yaml
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from models import build_encoder
+    from models.objectives import build_objective, get_objective_class
+    from pipeline import build_loader, read_manifests
+
+    obj_cls = get_objective_class(cfg.method)
+    hp = obj_cls.HParams(**{k: v for k, v in {**obj_cls.default_hparams().to_dict(), **cfg.hparams}.items()
+                            if k in {f for f in obj_cls.default_hparams().to_dict()}})
+    unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"num_classes", "decoder"}
+    if unknown_hp:
+        raise ValueError(f"unknown hyperparameters for {cfg.method}: {sorted(unknown_hp)}")
+    global_batch = int(cfg.batch_size or hp.batch_size)
+    trackers = []
+    if cfg.tracker in ("auto", "tensorboard"):
+        try:
+            import tensorboard  # noqa: F401
+            trackers = ["tensorboard"]
+        except ImportError:
+            if cfg.tracker == "tensorboard":
+                raise ValueError("--tracker tensorboard: install tensorboard (pip install 'melstream[tb]')") from None
+    from datetime import timedelta
+
+    from accelerate.utils import InitProcessGroupKwargs
+
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                      log_with=trackers or None, project_dir=cfg.out,
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.init_timeout_s))])
+    world = acc.num_processes
+    if global_batch % (world * cfg.grad_accum):
+        raise ValueError(f"--batch-size {global_batch} is not divisible by world_size x grad_accum = {world * cfg.grad_accum}")
+    local_batch = global_batch // (world * cfg.grad_accum)
+    sampler = cfg.sampler or obj_cls.sampler
+    facts = read_manifests(cfg.shards)
+    enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
+    set_seed(cfg.seed)
+    encoder = build_encoder(enc_name, **enc_kwargs)
+    if cfg.init:
+        _load_init(encoder, cfg.init)
+    extra: dict[str, Any] = {}
+    if cfg.method == "supervised":
+        if not facts.vocabulary:
+            raise ValueError("method supervised needs labelled shards (the manifest has no label vocabulary)")
+        extra["num_classes"] = len(facts.vocabulary)
+    objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **extra})
+    if world > 1:
+        objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
+    optimizer = build_optimizer(objective.param_groups(global_batch), hp)
+    steps_per_epoch = facts.clips / global_batch if facts.clips else None
+    scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
+    objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
+    unwrapped = acc.unwrap_model(objective)
+
+    os.makedirs(cfg.out, exist_ok=True)
+    metrics_path = os.path.join(cfg.out, "metrics.jsonl")
+    step = 0
+    if cfg.resume:
+        found = latest_checkpoint(cfg.out)
+        if found is None:
+            acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
+        else:
+            step, path = found
+            acc.load_state(path)
+            acc.print(f"resumed from {path} (step {step})")
+            if acc.is_main_process:
+                _truncate_metrics(metrics_path, step)
+    elif acc.is_main_process and os.path.exists(metrics_path):
+        os.unlink(metrics_path)
+
+    resolved = {**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
+                "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
+                "world_size": world, "frontend": facts.frontend, "manifest_sha256": _manifest_hashes(cfg.shards),
+                "command": sys.argv}
+    if acc.is_main_process:
+        atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
+        if trackers:
+            acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
+    skw = _sampler_kwargs(cfg, sampler, hp)
+    norm = _input_norm(sampler, facts, hp)
+
+    def export(at: int) -> None:
+        if acc.is_main_process:
+            save_encoder(cfg.out, unwrapped.encoder, enc_name, enc_kwargs, facts.frontend, cfg.method, at, norm)
+
+    bar = None
+    if acc.is_main_process and (sys.stderr.isatty() or os.environ.get("MELSTREAM_PROGRESS") == "1"):
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.method}/{enc_name}", unit="step")
+    losses: list[float] = []
+    t_last, n_last = time.perf_counter(), 0
+    objective.train()
+    while step < cfg.steps:
+        seg_end = min((step // cfg.save_every + 1) * cfg.save_every, cfg.steps)
+        loader, info = build_loader(cfg.shards, sampler, local_batch, mode="train", seed=cfg.seed,
+                                    rank=acc.process_index, world_size=world, num_workers=cfg.num_workers,
+                                    resume_step=step, sampler_kwargs=skw, shuffle_buffer=cfg.shuffle_buffer)
+        it = iter(loader)
+        while step < seg_end:
+            for _ in range(cfg.grad_accum):
+                batch = {k: (v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in next(it).items()}
+                with acc.accumulate(objective):
+                    out = objective(batch)
+                    loss = out["loss"]
+                    bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=acc.device)
+                    if world > 1:
+                        bad = acc.reduce(bad, "sum")
+                    if bad.item() > 0:
+                        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step + 1}; stopping. The last good "
+                                            f"checkpoint in {cfg.out}/checkpoints is intact (resume with --resume "
+                                            f"after lowering the learning rate or enabling --clip-grad)")
+                    acc.backward(loss)
+                    if cfg.clip_grad and acc.sync_gradients:
+                        acc.clip_grad_norm_(objective.parameters(), cfg.clip_grad)
+                    optimizer.step()
+                    scheduler.step() if acc.sync_gradients else None
+                    optimizer.zero_grad(set_to_none=True)
+            unwrapped.after_step()
+            step += 1
+            n_last += global_batch
+            lval = float(acc.reduce(loss.detach().float(), "mean").item()) if world > 1 else float(loss.item())
+            losses.append(lval)
+            if bar is not None:
+                bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                dt = time.perf_counter() - t_last
+                rec = {"step": step, "loss": lval, "lr": float(scheduler.get_last_lr()[0]),
+                       "examples_per_s": n_last / max(dt, 1e-9), "world_size": world,
+                       "corrupt_skipped": int(getattr(info, "skipped", 0) or 0)}
+                rec.update({k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.numel() == 1})
+                t_last, n_last = time.perf_counter(), 0
+                if probe is not None and cfg.probe_every and step % cfg.probe_every == 0 and acc.is_main_process:
+                    rec.update(probe(unwrapped.encoder, {"input_norm": norm, "frontend": facts.frontend}))
+                    objective.train()
+                if acc.is_main_process:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    if trackers:
+                        acc.log({k: v for k, v in rec.items() if k != "step"}, step=step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{lval:.4f}", lr=f"{rec['lr']:.2e}", ex_s=f"{rec['examples_per_s']:.0f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_checkpoint(acc, cfg.out, step, cfg.keep_last)
+            export(step)
+        del it, loader
+    if bar is not None:
+        bar.close()
+    acc.end_training()
+    if not all(math.isfinite(v) for v in losses):
+        raise NonFiniteLoss("non-finite loss logged")
+    return {"step": step, "losses": losses, "world_size": world, "out": cfg.out}

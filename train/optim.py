@@ -1,0 +1,62 @@
+"""Optimisers and learning-rate schedules named by the objectives' paper hyperparameters.
+
+* ``adam`` -- torch Adam (papers 000, 001, 003, 004).
+* ``sgd`` -- SGD with momentum (DeLoRes-M, paper 002 Sec. 3).
+* ``lars`` -- timm's LARS (Barlow Twins / DeLoRes-S, paper 002): weight groups are adapted with
+  the trust ratio, bias/BN groups excluded from adaptation and weight decay (their group flag).
+Schedules: ``constant`` or ``warmup_cosine`` (linear warm-up, then cosine to ``final_lr_ratio``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def build_optimizer(groups: list[dict[str, Any]], hp: Any) -> torch.optim.Optimizer:
+    name = hp.optimizer
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    if name == "lars":
+        from timm.optim import Lars
+
+        for g in groups:  # biases and norms: no trust-ratio adaptation (Barlow Twins recipe)
+            if g.get("name") == "bias_bn":
+                g["trust_clip"] = False
+                g["always_adapt"] = False
+                g["weight_decay"] = 0.0
+        return Lars(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                    trust_coeff=getattr(hp, "lars_trust_coeff", 1e-3))
+    raise ValueError(f"unknown optimizer {name!r} (adam, adamw, sgd, lars)")
+
+
+def warmup_steps_for(hp: Any, steps: int, steps_per_epoch: float | None) -> int:
+    if hp.warmup_steps:
+        return int(hp.warmup_steps)
+    if hp.warmup_epochs and steps_per_epoch:
+        return int(round(hp.warmup_epochs * steps_per_epoch))
+    return 0
+
+
+def build_scheduler(opt: torch.optim.Optimizer, hp: Any, total_steps: int,
+                    steps_per_epoch: float | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step multiplier of each group's base lr; warm-up is capped at 1/10 of a short run."""
+    if hp.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    if hp.schedule != "warmup_cosine":
+        raise ValueError(f"unknown schedule {hp.schedule!r}")
+    warm = min(warmup_steps_for(hp, total_steps, steps_per_epoch), max(total_steps // 10, 1))
+    final = float(hp.final_lr_ratio)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(total_steps - warm, 1)
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)

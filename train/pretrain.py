@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""``accelerate launch train/pretrain.py --method temporal_gap [...]`` (or plain ``python``).
+
+The composition root: wires shards -> pipeline -> models through :func:`train.loop.train`, and,
+with ``--probe-every``, the online probe from ``eval`` (the library packages never import upward).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _online_probe(task: str, data_root: str, cache_dir: str):
+    """Adapter from ``eval.online.OnlineProbe`` to the trainer's ``probe(encoder, ctx) -> metrics``."""
+    from eval.online import OnlineProbe
+
+    state: dict = {}
+
+    def probe(encoder, ctx: dict) -> dict:
+        if "p" not in state:  # the frontend is known once the trainer has read the manifests
+            state["p"] = OnlineProbe(task, data_root, cache_dir, ctx["frontend"])
+        was = encoder.training
+        try:
+            res = state["p"].evaluate(encoder, ctx["input_norm"])
+        finally:
+            encoder.train(was)
+        return {f"probe/{task}/{k}": float(v) for k, v in res.items()}
+
+    return probe
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from models import ENCODERS
+    from models.objectives import OBJECTIVES
+    from train.config import load_config
+    from train.loop import NonFiniteLoss, train
+
+    cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
+    probe = None
+    if cfg.probe_every:
+        probe = _online_probe(cfg.probe_task, cfg.probe_data_root, os.path.join(cfg.out, "probe_cache"))
+    try:
+        summary = train(cfg, probe=probe)
+    except NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done: {summary['step']} steps, final loss {summary['losses'][-1] if summary['losses'] else float('nan'):.5f}, "
+          f"world_size {summary['world_size']}, run dir {summary['out']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
