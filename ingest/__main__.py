@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import sys
@@ -45,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _manifest_extra(source):
+    """``source.manifest_extra()`` or ``manifest_extra(split)``, called after the shards are written."""
+    fn = getattr(source, "manifest_extra", None)
+    if fn is None:
+        return None
+    try:
+        takes_split = len(inspect.signature(fn).parameters) > 0
+    except (TypeError, ValueError):
+        takes_split = False
+    return (lambda split: fn(split)) if takes_split else (lambda split: fn())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
@@ -54,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = SOURCES[a.source].run(a)
         summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],
-                             extra_manifest=getattr(source, "manifest_extra", lambda: None)())
+                             extra_manifest=_manifest_extra(source))
+        finalize = getattr(source, "finalize", None)
+        if finalize is not None:  # e.g. the AudioSet ledger and missing lists, also after a job of an array
+            summary.update(finalize() or {})
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -173,13 +173,82 @@ def _meta(item: Item, dataset: str, seconds: float) -> dict[str, Any]:
     }
 
 
+_DERIVED = ("key", "n_mels", "frames", "codec", "mel_q")
+
+
+class _PreviousShard:
+    """The samples of an earlier version of a shard that is being redone, read in key order.
+
+    Used when a source sets ``reuse_samples = True`` (network sources: a shard is redone to retry
+    its transient failures, and the clips it already holds need not be fetched again).  Only a
+    shard with a matching frontend hash and codec is used; a sample is reused only when its
+    metadata still matches the item (labels, origin, ...).
+    """
+
+    def __init__(self, out: str, task: ShardTask, frontend_hash: str, codec: str):
+        from shards.reader import iter_tar_samples
+
+        self._it = None
+        self._cur: tuple[str, dict] | None = None
+        rec_p = _record_path(out, task.split, task.name)
+        tar_p = os.path.join(out, task.split, task.name)
+        try:
+            with open(rec_p) as f:
+                rec = json.load(f)
+            if (rec.get("frontend_hash") != frontend_hash or rec.get("codec") != codec
+                    or os.path.getsize(tar_p) != rec.get("bytes") or not rec.get("keys")):
+                return
+        except (OSError, ValueError):
+            return
+        self._it = iter_tar_samples(tar_p)
+        self._advance()
+
+    def _advance(self) -> None:
+        try:
+            self._cur = next(self._it) if self._it is not None else None
+        except StopIteration:
+            self._cur = None
+        except (OSError, ValueError) as e:
+            log.warning("previous shard unreadable, refetching its clips: %s", e)
+            self._cur, self._it = None, None
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it.close()  # closes the old tar before the new one replaces it
+        self._it, self._cur = None, None
+
+    def take(self, item: Item, dataset: str) -> tuple[np.ndarray, dict[str, Any]] | None:
+        from shards.reader import decode_members
+
+        while self._cur is not None and self._cur[0] < item.key:
+            self._advance()
+        if self._cur is None or self._cur[0] != item.key:
+            return None
+        key, members = self._cur
+        self._advance()
+        try:
+            mel, meta = decode_members(key, members)
+        except ValueError:
+            return None
+        meta = {k: v for k, v in meta.items() if k not in _DERIVED}
+        fresh = _meta(item, dataset, float(meta.get("duration") or 0.0))
+        if any(meta.get(k) != v for k, v in fresh.items() if k not in ("end", "duration")):
+            return None
+        return mel, meta
+
+
 def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: FrontendConfig,
                 common: dict[str, Any]) -> dict[str, Any]:
     """Decode every item of one planned shard and write it atomically (runs in a worker)."""
     out_dir = os.path.join(cfg.out, task.split)
+    prev = _PreviousShard(cfg.out, task, fe.hash(), cfg.codec) if getattr(source, "reuse_samples", False) else None
     w = ShardWriter(out_dir, task.name, codec=cfg.codec, level=cfg.level, common=common)
     try:
         for it in task.items:
+            old = prev.take(it, source.dataset) if prev is not None else None
+            if old is not None:
+                w.add(it.key, old[0], old[1])
+                continue
             try:
                 wav = source.load(it, fe.sample_rate)
                 expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
@@ -192,8 +261,12 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
             except DecodeError as e:
                 w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "undecodable",
                         "reason": f"undecodable: {e}", "permanent": True, "attempts": 1})
+        if prev is not None:
+            prev.close()
         return w.close()
     except BaseException:
+        if prev is not None:
+            prev.close()
         w.abort()
         raise
 
@@ -211,9 +284,13 @@ def _run_task(args: tuple) -> dict[str, Any]:
 
 
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
-               extra_manifest: dict[str, Any] | None = None,
+               extra_manifest: dict[str, Any] | Callable[[str], dict[str, Any] | None] | None = None,
                on_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged)."""
+    """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged).
+
+    ``extra_manifest`` is merged into each split's manifest; a callable is called with the split
+    name after the shards are written (so it can report on them).
+    """
     fe = get_preset(cfg.preset)
     if not (0 <= cfg.job_index < cfg.num_jobs):
         raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
@@ -257,8 +334,9 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     manifests = {}
     if cfg.num_jobs == 1:
         for split in sorted({t.split for t in tasks}):
+            extra = extra_manifest(split) if callable(extra_manifest) else extra_manifest
             manifests[split] = build_manifest(os.path.join(cfg.out, split), command=command or sys.argv,
-                                              extra=extra_manifest)
+                                              extra=extra)
     summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
     summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
     return summary

@@ -19,12 +19,12 @@ def tone(freq: float, seconds: float, sr: int = 16000, amp: float = 0.3) -> np.n
 
 @pytest.fixture(scope="session")
 def demo_small(tmp_path_factory):
-    """A small demo corpus (3-s clips) ingested once per session: returns (shard_root, audio_root)."""
+    """A small demo corpus (6-s clips: long enough for Audio2Vec context windows) ingested once per session: returns (shard_root, audio_root)."""
     from ingest.__main__ import main
 
     base = tmp_path_factory.mktemp("demo_small")
     out, audio = str(base / "shards"), str(base / "audio")
     rc = main(["demo", "--out", out, "--audio-dir", audio, "--pretrain-clips", "24", "--train-clips", "16",
-               "--test-clips", "8", "--seconds", "3", "--shard-size", "8", "--no-progress"])
+               "--test-clips", "8", "--seconds", "6", "--shard-size", "8", "--no-progress"])
     assert rc == 0
     return out, audio
