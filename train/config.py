@@ -68,13 +68,23 @@ _HELP = {
 }
 
 
+def _scalar(v: str) -> Any:
+    """``"1e-3"`` -> 0.001 (YAML 1.1 would keep it a string), ints, bools, lists via YAML."""
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return yaml.safe_load(v)
+
+
 def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items or []:
         if "=" not in it:
             raise SystemExit(f"error: {flag} expects key=value, got {it!r}")
         k, v = it.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = _scalar(v)
     return out
 
 

@@ -50,6 +50,11 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     kwargs.update(cfg.encoder_kwargs)
     builder = ENCODERS[name]
     accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
+    if "n_mels" in default_kwargs and "n_mels" not in cfg.encoder_kwargs and name == default_name \
+            and int(default_kwargs["n_mels"]) != data_n_mels:
+        raise ValueError(f"method {cfg.method} expects {default_kwargs['n_mels']}-mel input for {name} (its paper's frontend) "
+                         f"but the shards have {data_n_mels}: build shards with the matching preset "
+                         f"(e.g. make shards PRESET=hares) or pass --encoder-arg n_mels={data_n_mels}")
     if "n_mels" in kwargs and int(kwargs["n_mels"]) != data_n_mels:
         raise ValueError(f"encoder {name} is set to n_mels={kwargs['n_mels']} but the shards have {data_n_mels} mel bins "
                          f"(rebuild the shards with the matching --preset or drop the n_mels override)")
@@ -121,6 +126,32 @@ def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
     return out
 
 
+def param_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (name, dtype, bytes): equal iff the ranks agree bit for bit."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int, losses: list[float],
+                   keys: list[str]) -> None:
+    """``run_summary.json``: final step/loss, world size, per-rank parameter fingerprints and clips read."""
+    from accelerate.utils import gather_object
+
+    fps = gather_object([param_fingerprint(model)])
+    read = gather_object([[str(k) for k in keys[:256]]])
+    if acc.is_main_process:
+        from shards.atomic import atomic_write_json
+
+        atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
+            "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
+            "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read})
+
+
 def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     """Run (or resume) one training job; returns a summary with the final step and losses."""
     import yaml
@@ -173,7 +204,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     if world > 1:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
-    steps_per_epoch = facts.clips / global_batch if facts.clips else None
+    steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)
@@ -203,7 +234,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         if trackers:
             acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
     skw = _sampler_kwargs(cfg, sampler, hp)
-    norm = _input_norm(sampler, facts, hp)
+    norm = _input_norm(sampler, facts, hp)  # refined from the loader's own account below
 
     def export(at: int) -> None:
         if acc.is_main_process:
@@ -214,17 +245,25 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.method}/{enc_name}", unit="step")
     losses: list[float] = []
+    keys_read: list[str] = []
     t_last, n_last = time.perf_counter(), 0
     objective.train()
     while step < cfg.steps:
         seg_end = min((step // cfg.save_every + 1) * cfg.save_every, cfg.steps)
         loader, info = build_loader(cfg.shards, sampler, local_batch, mode="train", seed=cfg.seed,
                                     rank=acc.process_index, world_size=world, num_workers=cfg.num_workers,
-                                    resume_step=step, sampler_kwargs=skw, shuffle_buffer=cfg.shuffle_buffer)
+                                    resume_step=step, sampler_kwargs=skw, shuffle_buffer=cfg.shuffle_buffer,
+                                    expect_n_mels=int(enc_kwargs.get("n_mels", facts.n_mels)), return_keys=True)
         it = iter(loader)
         while step < seg_end:
             for _ in range(cfg.grad_accum):
-                batch = {k: (v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in next(it).items()}
+                raw = next(it)
+                keys = raw.pop("__key__", [])
+                if len(keys_read) < 4096:
+                    keys_read.extend(keys)
+                batch = {k: (v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in raw.items()}
+                if info.device_transform is not None:
+                    batch = info.device_transform.to(acc.device)(batch)
                 with acc.accumulate(objective):
                     out = objective(batch)
                     loss = out["loss"]
@@ -271,6 +310,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         del it, loader
     if bar is not None:
         bar.close()
+    _write_summary(acc, cfg, unwrapped, step, losses, keys_read)
     acc.end_training()
     if not all(math.isfinite(v) for v in losses):
         raise NonFiniteLoss("non-finite loss logged")

@@ -1,0 +1,197 @@
+"""``make bench-pipeline``: examples/s per worker for every sampler, from local shards, at batch 256.
+
+Side by side, in the same run, the way the official BYOL-A code feeds its model: read the 10-s WAV,
+crop 0.95 s (96 frames), compute the log-mel with torchaudio, then the same augmentations.
+
+A DataLoader worker runs single-threaded (torch sets one thread in workers, and the pipeline keeps
+numpy's BLAS to one thread there), so the figures are measured in this process with the same
+settings and reported per CPU-second of that one thread (``cpu``) -- what one worker delivers on a
+core of its own -- next to wall-clock rates (``wall``), which on a shared machine also count the time
+other processes held the core.  Writes ``bench/results/pipeline.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SAMPLER_NAMES = ["crop", "temporal_gap", "clip_pair", "triplet", "context", "views", "pitch_shift", "mix_views",
+                 "clip_pair+pitch_shift"]
+
+
+def make_data(root: str, clips: int) -> tuple[str, str]:
+    shards = os.path.join(root, "shards")
+    audio = os.path.join(root, "audio")
+    if not os.path.exists(os.path.join(shards, "pretrain", "manifest.json")):
+        from ingest.__main__ import main
+
+        rc = main(["demo", "--out", shards, "--audio-dir", audio, "--pretrain-clips", str(clips), "--train-clips", "4",
+                   "--test-clips", "4", "--shard-size", "50", "--no-progress"])
+        if rc:
+            raise SystemExit(f"ingest failed ({rc})")
+    return os.path.join(shards, "pretrain"), os.path.join(audio, "pretrain")
+
+
+def rate(next_batch, batch: int, n: int, warmup: int) -> dict[str, float]:
+    """Examples/s over ``n`` one-batch windows: ``cpu`` = best window by thread CPU time (timeit's rule:
+    the least disturbed window), ``cpu_median``, and ``wall`` over all windows."""
+    for _ in range(warmup):
+        next_batch()
+    cpu = []
+    w0 = time.perf_counter()
+    for _ in range(n):
+        c0 = time.thread_time()
+        next_batch()
+        cpu.append(time.thread_time() - c0)
+    wall = time.perf_counter() - w0
+    return {"cpu": batch / min(cpu), "cpu_median": batch / float(np.median(cpu)), "wall": batch * n / wall}
+
+
+def bench_shards(shard_dir: str, name: str, batch: int, n: int, warmup: int, **kw) -> dict[str, float]:
+    from pipeline import build_loader
+
+    loader, info = build_loader([shard_dir], name, batch, mode="train", seed=0, **kw)
+    it = iter(loader)
+    return rate(lambda: next(it), batch, n, warmup)
+
+
+def bench_device_views(shard_dir: str, batch: int, n: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Worker part (crop + pre-norm) and the batched torch augmentation, each on its own."""
+    from pipeline import build_loader
+
+    loader, info = build_loader([shard_dir], "views", batch, mode="train", seed=0,
+                                sampler_kwargs={"augment_on": "device"})
+    it = iter(loader)
+    worker = rate(lambda: next(it), batch, n, warmup)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    aug = info.device_transform.to(dev)
+    batches = [next(it) for _ in range(4)]
+    for b in batches:
+        b["x"] = b["x"].to(dev)
+
+    def step(i=[0]):
+        out = aug(batches[i[0] % 4])
+        i[0] += 1
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return {"worker": worker, f"augment_{dev}": rate(step, batch, max(n, 8), 10)}
+
+
+def bench_wav(audio_dir: str, name: str, batch: int, n: int, warmup: int) -> dict[str, float]:
+    """The official BYOL-A way: decode the WAV, crop 0.95 s, log-mel per example (then the augmentations)."""
+    import soundfile as sf
+    from types import SimpleNamespace
+
+    from ingest.frontend import LogMel, get_preset
+    from pipeline import build_sampler
+    from pipeline.dataset import collate
+
+    files = sorted(glob.glob(os.path.join(audio_dir, "*", "*.wav")))
+    fe = get_preset("byol_a")
+    to_mel = LogMel(fe).eval()
+    n_frames = 96
+    seg = (n_frames - 1) * fe.hop_length  # 15200 samples -> 96 frames with center=True
+    sampler = build_sampler(name)
+    sampler.bind(SimpleNamespace(mean=-4.5, std=2.7, frontend=fe.to_dict(), vocabulary=[]))
+    rng = np.random.default_rng(0)
+
+    def one():
+        wav, sr = sf.read(files[int(rng.integers(len(files)))], dtype="float32")
+        s = int(rng.integers(0, max(len(wav) - seg, 0) + 1))
+        with torch.inference_mode():
+            mel = to_mel(torch.from_numpy(wav[s:s + seg])).numpy()
+        return sampler(mel, {}, rng)
+
+    def next_batch():
+        exs = [one() for _ in range(batch)]
+        return collate(exs, [True] * batch, sampler, rng)
+
+    return rate(next_batch, batch, n, warmup)
+
+
+def bench_workers(shard_dir: str, name: str, batch: int, n: int, workers: int) -> float:
+    from pipeline import build_loader
+
+    loader, _ = build_loader([shard_dir], name, batch, mode="train", seed=0, num_workers=workers)
+    it = iter(loader)
+    for _ in range(2 * workers):
+        next(it)
+    t = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    return batch * n / (time.perf_counter() - t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="data/bench_pipeline", help="where demo shards and WAVs are made (once)")
+    ap.add_argument("--out", default="bench/results/pipeline.json")
+    ap.add_argument("--clips", type=int, default=64, help="10-s demo clips to ingest")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batches", type=int, default=8, help="measured one-batch windows per figure")
+    ap.add_argument("--warmup", type=int, default=4, help="batches before measuring (fills the shuffle buffer)")
+    ap.add_argument("--workers", type=int, default=2, help="also measure this many DataLoader workers (0: skip)")
+    a = ap.parse_args(argv)
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from threadpoolctl import threadpool_limits
+
+    t_start = time.time()
+    shard_dir, audio_dir = make_data(a.data, a.clips)
+    threadpool_limits(1, user_api="blas")  # what a DataLoader worker runs with
+    torch.set_num_threads(1)
+    res: dict[str, dict] = {"samplers": {}}
+    for name in SAMPLER_NAMES:
+        res["samplers"][name] = bench_shards(shard_dir, name, a.batch, a.batches, a.warmup)
+        r = res["samplers"][name]
+        print(f"{name:24s} {r['cpu']:8.0f} /s per worker (median {r['cpu_median']:.0f}, wall {r['wall']:.0f})", flush=True)
+    res["crops_per_clip_4"] = {k: bench_shards(shard_dir, k, a.batch, a.batches, a.warmup, crops_per_clip=4)
+                               for k in ("crop", "views")}
+    res["views_device"] = bench_device_views(shard_dir, a.batch, a.batches, a.warmup)
+    res["wav"] = {k: bench_wav(audio_dir, k, a.batch, 3, 1) for k in ("crop", "views")}
+    if a.workers > 1:
+        torch.set_num_threads(1)
+        res["workers_total"] = {k: bench_workers(shard_dir, k, a.batch, 3 * a.batches, a.workers) for k in ("crop", "views")}
+    per_worker = {k: round(v["cpu"]) for k, v in res["samplers"].items()}
+    ratio = {k: round(res["samplers"][k]["cpu"] / res["wav"][k]["cpu"], 1) for k in ("crop", "views")}
+    out = {
+        "examples_per_s_per_worker": per_worker,
+        "shards_vs_wav_ratio": ratio,
+        "wav_examples_per_s_per_worker": {k: round(v["cpu"]) for k, v in res["wav"].items()},
+        "median_examples_per_s_per_worker": {k: round(v["cpu_median"]) for k, v in res["samplers"].items()},
+        "wall_examples_per_s": {k: round(v["wall"]) for k, v in res["samplers"].items()},
+        "wav_median_examples_per_s_per_worker": {k: round(v["cpu_median"]) for k, v in res["wav"].items()},
+        "crops_per_clip_4_per_worker": {k: round(v["cpu"]) for k, v in res["crops_per_clip_4"].items()},
+        "views_augment_on_device": {k: round(v["cpu"]) for k, v in res["views_device"].items()},
+        f"total_examples_per_s_{a.workers}_workers_wall": {k: round(v) for k, v in res.get("workers_total", {}).items()},
+        "targets": {"crop": 5000, "views": 2000, "ratio_crop": 10, "ratio_views": 5},
+        "settings": {"batch_size": a.batch, "measured_batches": a.batches, "clip_seconds": 10, "preset": "byol_a",
+                     "shuffle_buffer": 1000, "codec": "f16planes", "clips": a.clips,
+                     "measure": "examples per CPU-second of the one thread that runs a worker's pipeline, best one-batch "
+                                "window (median alongside); wall-clock rates count time other processes held the core"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "load_average_1m": round(os.getloadavg()[0], 2), "cuda": torch.cuda.is_available()},
+        "seconds": round(time.time() - t_start, 1),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

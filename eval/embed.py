@@ -1,0 +1,287 @@
+"""Frozen models, windowing, and cached embeddings.
+
+A :class:`FrozenModel` turns a batch of log-mel windows ``[B, 1, F, T]`` into named embedding kinds:
+``clip`` (``encoder(x)``), ``block<i>`` (mean-pooled ``blocks(x)[i]``, the layer-wise probing of
+DeLoRes, Ghosh et al. 2022 Sec. VII-D / Table X) and, for the spectrogram baseline, ``proj`` (the
+128-d Gaussian random projection used for kNN, Tagliasacchi et al. 2019 Sec. 4).
+
+Windows (Tagliasacchi et al. 2019 Sec. 4): a centre crop of ``T`` frames, or sliding windows of ``T``
+frames with hop ``T/2``; clips shorter than ``T`` are padded at head and tail with silence
+(``log(eps)``; BYOL-A Sec. IV-A1 pads with zeros in the waveform).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ingest.frontend import FrontendConfig
+
+from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
+from .tasks.base import TaskData, Window
+
+log = logging.getLogger("melstream.eval")
+
+
+def pad_value(fe: FrontendConfig) -> float:
+    return float(np.log(fe.eps))
+
+
+def make_windows(mel: np.ndarray, window: Window, pad: float) -> np.ndarray:
+    """``[F, T]`` -> ``[W, F, window.frames]`` (centre crop, or sliding windows with hop frames // 2)."""
+    n = window.frames
+    f, t = mel.shape
+    if t < n:
+        out = np.full((f, n), pad, dtype=np.float32)
+        a = (n - t) // 2
+        out[:, a:a + t] = mel
+        return out[None]
+    if window.mode == "crop":
+        a = (t - n) // 2
+        return np.ascontiguousarray(mel[None, :, a:a + n], dtype=np.float32)
+    hop = max(1, n // 2)
+    starts = list(range(0, t - n + 1, hop))
+    if starts[-1] != t - n:
+        starts.append(t - n)
+    if len(starts) > window.max_windows:
+        idx = np.unique(np.linspace(0, len(starts) - 1, window.max_windows).round().astype(int))
+        starts = [starts[i] for i in idx]
+    return np.stack([mel[:, s:s + n] for s in starts]).astype(np.float32, copy=False)
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    while hasattr(m, "module") and isinstance(getattr(m, "module"), torch.nn.Module):
+        m = m.module
+    return m
+
+
+def normalise(x: torch.Tensor, input_norm: Optional[dict]) -> torch.Tensor:
+    from train.export import normalise_input
+
+    return normalise_input(x, {"input_norm": input_norm})
+
+
+def pool_block(h: torch.Tensor) -> torch.Tensor:
+    """Mean over every axis but batch and channel (``[B, C, F, T]`` -> ``[B, C]``; ``[B, N, C]`` -> ``[B, C]``)."""
+    if h.dim() == 4:
+        return h.mean(dim=(2, 3))
+    if h.dim() == 3:
+        return h.mean(dim=1)
+    return h.reshape(h.shape[0], -1)
+
+
+class FrozenModel:
+    """Base: ``name`` (report row), ``frontend``, ``model_hash()``, ``embed(x, blocks)``."""
+
+    name: str = ""
+    frontend: FrontendConfig
+    knn_kind: str = "clip"
+    min_frames: int = 1
+
+    def model_hash(self) -> str:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "hash": self.model_hash(), "frontend": self.frontend.to_dict()}
+
+
+class EncoderModel(FrozenModel):
+    """An exported (or randomly initialised) encoder, frozen, in eval mode."""
+
+    def __init__(self, encoder: torch.nn.Module, name: str, frontend: FrontendConfig, input_norm: Optional[dict],
+                 hash_: str, info: Optional[dict] = None, device: str = "cpu"):
+        self.encoder = encoder.to(device).eval()
+        self.name, self.frontend, self.input_norm, self._hash = name, frontend, input_norm, hash_
+        self.info = dict(info or {})
+        self.device = device
+        self.min_frames = int(getattr(_unwrap(encoder), "min_frames", 1))
+
+    def model_hash(self) -> str:
+        return self._hash
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
+        enc = _unwrap(self.encoder)
+        x = normalise(x.to(self.device), self.input_norm)
+        out = {"clip": enc(x).float()}
+        if blocks:
+            for i, h in enumerate(enc.blocks(x)):
+                out[f"block{i}"] = pool_block(h).float()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "input_norm": self.input_norm, **self.info}
+
+
+def file_hash(*paths: str) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for b in iter(lambda: f.read(1 << 20), b""):
+                h.update(b)
+    return h.hexdigest()[:16]
+
+
+def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:
+    """An exported run dir (anything with ``encoder.json``) as a frozen model."""
+    from train.export import META, WEIGHTS, load_encoder
+
+    enc, meta = load_encoder(run_dir, device=device)
+    fe = FrontendConfig.from_dict(meta["frontend"])
+    info = {"kind": "run", "run_dir": os.path.abspath(run_dir), "encoder": meta["encoder"], "kwargs": meta["kwargs"],
+            "method": meta.get("method"), "step": meta.get("step")}
+    return EncoderModel(enc, name or os.path.basename(os.path.normpath(run_dir)), fe, meta.get("input_norm"),
+                        file_hash(os.path.join(run_dir, WEIGHTS), os.path.join(run_dir, META)), info, device)
+
+
+def build_random_encoder(encoder: str, kwargs: dict, seed: int = 0) -> torch.nn.Module:
+    from models import build_encoder
+
+    torch.manual_seed(seed)
+    return build_encoder(encoder, **kwargs)
+
+
+def untrained_model(encoder: str, kwargs: dict, frontend: FrontendConfig, input_norm: Optional[dict],
+                    seed: int = 0, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:
+    """Tagliasacchi et al. 2019 Sec. 4 ``Untrained``: the same encoder with random weights."""
+    enc = build_random_encoder(encoder, kwargs, seed)
+    blob = json.dumps({"untrained": encoder, "kwargs": kwargs, "seed": seed, "input_norm": input_norm}, sort_keys=True)
+    h = "untrained-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return EncoderModel(enc, name or f"untrained:{encoder}", frontend, input_norm, h,
+                        {"kind": "untrained", "encoder": encoder, "kwargs": kwargs, "seed": seed}, device)
+
+
+class SpectrogramModel(FrozenModel):
+    """Tagliasacchi et al. 2019 Sec. 4 ``Spectrogram``: the flattened log-mel window itself.
+
+    ``clip``: flattened window (windows longer than ``max_frames`` are average-pooled in time to
+    ``max_frames`` frames first, so long crops stay tractable); ``proj``: a fixed Gaussian random
+    projection of it to ``proj_dim`` (128) dimensions, the kNN features of Sec. 4 / Table 3.
+    """
+
+    name = "spectrogram"
+    knn_kind = "proj"
+
+    def __init__(self, frontend: FrontendConfig, proj_dim: int = 128, max_frames: int = 96, seed: int = 0):
+        self.frontend, self.proj_dim, self.max_frames, self.seed = frontend, proj_dim, max_frames, seed
+        self._proj: dict[int, torch.Tensor] = {}
+
+    def model_hash(self) -> str:
+        return f"spectrogram-{self.frontend.hash()}-p{self.proj_dim}-m{self.max_frames}-s{self.seed}"
+
+    def _matrix(self, d: int) -> torch.Tensor:
+        if d not in self._proj:
+            g = torch.Generator().manual_seed(self.seed)
+            self._proj[d] = torch.randn(d, self.proj_dim, generator=g) / math.sqrt(self.proj_dim)
+        return self._proj[d]
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
+        x = x.float().cpu()
+        if x.shape[-1] > self.max_frames:
+            x = torch.nn.functional.adaptive_avg_pool2d(x, (x.shape[-2], self.max_frames))
+        flat = x.reshape(x.shape[0], -1)
+        return {"clip": flat, "proj": flat @ self._matrix(flat.shape[1])}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": "spectrogram", "proj_dim": self.proj_dim}
+
+
+@dataclass
+class TaskEmbeddings:
+    """Per-clip window embeddings of one task for one model, in ``td.clips`` order (missing clips dropped)."""
+
+    keys: list[str]
+    kinds: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def block_kinds(self) -> list[str]:
+        return sorted((k for k in self.kinds if k.startswith("block")), key=lambda k: int(k[5:]))
+
+
+def compute_embeddings(model: FrozenModel, td: TaskData, mel_dirs: list[str], window: Window, out_dir: str,
+                       blocks: bool = False, batch_size: int = 64, progress: bool = True) -> None:
+    """Embed every clip of ``td`` (windows batched across clips) and write one cache dir per kind."""
+    from tqdm import tqdm
+
+    pad = pad_value(model.frontend)
+    if window.frames < model.min_frames:
+        raise ValueError(f"{model.name}: windows of {window.frames} frames are shorter than the encoder's minimum "
+                         f"{model.min_frames}; pass --window-frames")
+    by_key = {c.key: c for c in td.clips}
+    writers: dict[str, EmbeddingWriter] = {}
+    pending: list[tuple[str, int]] = []
+    buf: list[np.ndarray] = []
+    bar = tqdm(total=len(by_key), desc=f"embed {td.name} [{model.name}]", unit="clip", disable=not progress, leave=False)
+
+    def flush() -> None:
+        if not buf:
+            return
+        x = torch.from_numpy(np.concatenate(buf))[:, None]
+        outs = {}
+        for i in range(0, x.shape[0], batch_size):
+            for k, v in model.embed(x[i:i + batch_size], blocks=blocks).items():
+                outs.setdefault(k, []).append(v.cpu().numpy().astype(np.float32))
+        outs = {k: np.concatenate(v) for k, v in outs.items()}
+        pos = 0
+        for key, n in pending:
+            c = by_key[key]
+            meta = {"labels": list(c.labels), "split": c.split, "fold": c.fold}
+            for k, arr in outs.items():
+                if k not in writers:
+                    writers[k] = EmbeddingWriter(os.path.join(out_dir, k), td.name, k)
+                writers[k].add(key, arr[pos:pos + n], meta)
+            pos += n
+            bar.update(1)
+        pending.clear()
+        buf.clear()
+
+    try:
+        n_buf = 0
+        for key, mel in iter_mels(mel_dirs, set(by_key)):
+            w = make_windows(mel, window, pad)
+            buf.append(w)
+            pending.append((key, w.shape[0]))
+            n_buf += w.shape[0]
+            if n_buf >= batch_size * 4:
+                flush()
+                n_buf = 0
+        flush()
+    except BaseException:
+        for wr in writers.values():
+            wr.abort()
+        raise
+    finally:
+        bar.close()
+    extra = {"model": model.describe(), "task": td.name, "protocol": td.protocol, "window": window.__dict__,
+             "frontend": model.frontend.to_dict(), "frontend_hash": model.frontend.hash()}
+    for wr in writers.values():
+        wr.close(extra)
+
+
+def get_embeddings(model: FrozenModel, td: TaskData, mel_dirs_fn, window: Window, cache_dir: str,
+                   blocks: bool = False, batch_size: int = 64, progress: bool = True,
+                   kinds: Optional[list[str]] = None) -> TaskEmbeddings:
+    """Cached embeddings of ``td`` for ``model`` (computed on a miss); ``mel_dirs_fn()`` gives the log-mels."""
+    d = emb_dir(cache_dir, model.model_hash(), td, window.embed_slug())
+    have = complete_kinds(d)
+    need_blocks = blocks and not any(k.startswith("block") for k in have)
+    if "clip" not in have or need_blocks:
+        compute_embeddings(model, td, mel_dirs_fn(), window, d, blocks=blocks, batch_size=batch_size, progress=progress)
+        have = complete_kinds(d)
+    want = [k for k in have if kinds is None or k in kinds or (blocks and k.startswith("block"))]
+    loaded = {k: read_embeddings(os.path.join(d, k)) for k in want}
+    keys = [c.key for c in td.clips if all(c.key in loaded[k] for k in want)]
+    if len(keys) < len(td.clips):
+        log.warning("%s: %d of %d clips have no embedding (undecodable audio) and are left out",
+                    td.name, len(td.clips) - len(keys), len(td.clips))
+    return TaskEmbeddings(keys, {k: [loaded[k][key] for key in keys] for k in want})

@@ -1,0 +1,148 @@
+"""End-to-end training of encoder + linear head on a task.
+
+* ``finetune`` of a pretrained encoder: the transfer-learning setup of DeLoRes (Ghosh et al. 2022
+  Sec. VI-B, "all the model weights are fine-tuned end-to-end on the downstream task").  Encoder lr
+  1e-4, head lr 1e-3 (Adam).
+* the ``supervised`` baseline: the same encoder from random weights trained end to end on the task,
+  Adam lr 1e-3 (Tagliasacchi et al. 2019 Sec. 4: "task-specific fully supervised models, each using the
+  same encoder, but trained end-to-end"; "learning rate 1e-3 for ... all the supervised models").
+
+An epoch draws one random window of every training clip (of every clip several times on tasks with
+fewer than 128 training clips, so that patience means a minimum amount of training), labelled with its clip's label (Tagliasacchi
+et al. 2019 Sec. 4: "extracting equal-length slices uniformly at random from the original sample and
+assign the corresponding label"); validation and test aggregate all windows per clip as the frozen
+probes do.  Early stopping (patience 10 epochs; validation metric, ties broken by validation loss) on the validation split, at most 100 epochs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics as M
+from .embed import _unwrap, normalise
+from .probes import Fold, ProbeInput, summarise
+
+
+@dataclass
+class FinetuneConfig:
+    max_epochs: int = 100
+    patience: int = 10
+    batch_size: int = 32
+    lr_encoder: float = 1e-4
+    lr_head: float = 1e-3
+    seeds: tuple[int, ...] = (0,)
+    max_steps: Optional[int] = None   # cap on optimiser steps per run (tests, quick looks)
+    min_epoch_size: int = 128         # small tasks: an epoch draws at least this many (clip, window) pairs
+    device: str = "cpu"
+
+
+class _Net(nn.Module):
+    def __init__(self, encoder: nn.Module, n_out: int, input_norm: Optional[dict]):
+        super().__init__()
+        self.encoder, self.input_norm = encoder, input_norm
+        self.head = nn.Linear(int(_unwrap(encoder).embedding_dim), n_out)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(normalise(x, self.input_norm))
+
+
+def _head_cpu(net: _Net, e: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.linear(e, net.head.weight.detach().cpu(), net.head.bias.detach().cpu())
+
+
+def _clip_scores(net: _Net, windows: list[np.ndarray], idx: np.ndarray, multilabel: bool, aggregate: str,
+                 batch: int = 128) -> np.ndarray:
+    net.eval()
+    dev = net.head.weight.device
+    xs = np.concatenate([windows[i] for i in idx]) if len(idx) else np.zeros((0,), np.float32)
+    owner = np.repeat(np.arange(len(idx)), [windows[i].shape[0] for i in idx])
+    embs = []
+    with torch.no_grad():
+        for i in range(0, len(xs), batch):
+            embs.append(net.embed(torch.from_numpy(xs[i:i + batch])[:, None].to(dev)).float().cpu())
+        if not embs:
+            return np.zeros((0, net.head.out_features), np.float32)
+        e = torch.cat(embs)
+        own = torch.as_tensor(owner, dtype=torch.long)
+        if aggregate == "mean":
+            s = torch.zeros(len(idx), e.shape[1]).index_add_(0, own, e)
+            s = s / torch.bincount(own, minlength=len(idx)).clamp(min=1)[:, None].float()
+            return _head_cpu(net, s).numpy()
+        z = _head_cpu(net, e)
+        lp = z if multilabel else torch.log_softmax(z, dim=1)
+        return torch.zeros(len(idx), z.shape[1]).index_add_(0, own, lp).numpy()
+
+
+def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: list[np.ndarray],
+                  pi: ProbeInput, fold: Fold, seed: int, cfg: FinetuneConfig) -> tuple[np.ndarray, int]:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = _Net(make_encoder(seed), len(pi.classes), input_norm).to(cfg.device)
+    opt = torch.optim.Adam([{"params": net.encoder.parameters(), "lr": cfg.lr_encoder},
+                            {"params": net.head.parameters(), "lr": cfg.lr_head}])
+    loss_fn = nn.BCEWithLogitsLoss() if pi.multilabel else nn.CrossEntropyLoss()
+    train = np.asarray(fold.train)
+    nwin = np.array([windows[i].shape[0] for i in train])
+    Y = torch.as_tensor(pi.y[train], dtype=torch.float32 if pi.multilabel else torch.long)
+    yva = pi.y[fold.valid]
+    rng = np.random.default_rng(seed)
+    best, best_state, bad, steps, epochs = (-math.inf, math.inf), copy.deepcopy(net.state_dict()), 0, 0, 0
+    for epoch in range(cfg.max_epochs):
+        net.train()
+        reps = max(1, -(-cfg.min_epoch_size // len(train)))
+        perm = torch.cat([torch.randperm(len(train), generator=g) for _ in range(reps)]).numpy()
+        for i in range(0, len(perm), cfg.batch_size):
+            b = perm[i:i + cfg.batch_size]
+            if len(b) < 2:  # BatchNorm needs two examples in training mode
+                continue
+            w = rng.integers(0, nwin[b])  # one random window of each clip
+            x = torch.from_numpy(np.stack([windows[train[j]][k] for j, k in zip(b, w)]))[:, None].to(cfg.device)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net.head(net.embed(x)), Y[torch.as_tensor(b)].to(cfg.device)).backward()
+            opt.step()
+            steps += 1
+            if cfg.max_steps and steps >= cfg.max_steps:
+                break
+        epochs = epoch + 1
+        if len(fold.valid):
+            sva = _clip_scores(net, windows, fold.valid, pi.multilabel, pi.aggregate)
+            metric = M.primary(yva, sva, pi.multilabel)
+            vloss = float(loss_fn(torch.as_tensor(sva), torch.as_tensor(yva, dtype=torch.float32 if pi.multilabel
+                                                                          else torch.long)))
+        else:
+            metric, vloss = 0.0, 0.0
+        if metric > best[0] + 1e-9 or (abs(metric - best[0]) <= 1e-9 and vloss < best[1] - 1e-9):
+            best, best_state, bad = (metric, vloss), copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+        if cfg.max_steps and steps >= cfg.max_steps:
+            break
+    net.load_state_dict(best_state)
+    return _clip_scores(net, windows, fold.test, pi.multilabel, pi.aggregate), epochs
+
+
+def run_finetune(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: list[np.ndarray],
+                 pi: ProbeInput, cfg: FinetuneConfig, probe: str = "finetune", progress: bool = False,
+                 desc: str = "") -> dict:
+    from tqdm import tqdm
+
+    all_scores, epochs = [], []
+    with tqdm(total=len(cfg.seeds) * len(pi.folds), desc=desc or probe, disable=not progress, leave=False) as bar:
+        for seed in cfg.seeds:
+            sc = []
+            for f in pi.folds:
+                s, ep = finetune_fold(make_encoder, input_norm, windows, pi, f, seed, cfg)
+                sc.append(s)
+                epochs.append(ep)
+                bar.update(1)
+            all_scores.append(sc)
+    return summarise(pi, all_scores, probe, {"epochs": float(np.mean(epochs)), "seeds": list(cfg.seeds),
+                                             "lr_encoder": cfg.lr_encoder, "lr_head": cfg.lr_head})

@@ -1,0 +1,64 @@
+"""AudioSet (Gemmeke et al. 2017): 527 classes, multi-label (mAP); balanced train + eval segments.
+
+Official metadata plus the audio the user downloaded (clips disappear from YouTube: missing clips are
+skipped and counted, HARES App. A notes the same attrition)::
+
+    ROOT/balanced_train_segments.csv   "# ..." header lines, then YTID, start_seconds, end_seconds, "m1,m2"
+    ROOT/eval_segments.csv
+    ROOT/class_labels_indices.csv      index,mid,display_name
+    ROOT/audio/balanced_train/<YTID>*.<ext>   ROOT/audio/eval/<YTID>*.<ext>
+    (a file may be named <YTID>.wav, Y<YTID>.wav or <YTID>_<start>..., any audio extension)
+
+Protocol ``audioset-balanced``: train on balanced_train (validation carved from it), test on eval,
+scored with the one-hidden-layer MLP of HARES (Wang et al. 2022 Sec. 2.1) as well as the linear probe.
+"""
+from __future__ import annotations
+
+import os
+
+from .base import Clip, LayoutError, TaskData, Window, clip_key, read_csv_rows, read_dict_csv, require, scan_audio
+from .registry import register
+
+
+def _index_audio(adir: str) -> dict[str, str]:
+    out = {}
+    for rel in scan_audio(adir):
+        stem = os.path.basename(os.path.splitext(rel)[0])
+        for cand in ((stem[1:12],) if stem.startswith("Y") and len(stem) >= 12 else ()) + (stem[:11],):
+            out.setdefault(cand, os.path.join(adir, rel))
+    return out
+
+
+def load(root: str, task: str = "audioset") -> TaskData:
+    classes = [r["mid"] for r in read_dict_csv(require(root, "class_labels_indices.csv", task),
+                                                ("index", "mid", "display_name"), task)]
+    clips, missing = [], 0
+    for split, csv_name, sub in (("train", "balanced_train_segments.csv", "balanced_train"),
+                                 ("test", "eval_segments.csv", "eval")):
+        rows = read_csv_rows(require(root, csv_name, task), skip_comments=True)
+        files = _index_audio(require(root, f"audio/{sub}", task))
+        for r in rows:
+            if len(r) < 4:
+                raise LayoutError(f"{task}: {csv_name}: row {r!r}: expected YTID, start, end, labels")
+            ytid = r[0].strip()
+            path = files.get(ytid)
+            if path is None:
+                missing += 1
+                continue
+            labs = tuple(sorted({x.strip().strip('"') for x in ",".join(r[3:]).split(",") if x.strip().strip('"')}))
+            clips.append(Clip(clip_key(f"{sub}/{ytid}"), path, labs, split))
+    if not clips:
+        raise LayoutError(f"{task}: none of the listed segments has audio under {root}/audio/{{balanced_train,eval}}")
+    td = TaskData(task, "audioset-balanced", clips, classes, True, root)
+    if missing:
+        td.notes.append(f"{missing} listed segments have no audio file (skipped)")
+    return td.check()
+
+
+register(name="audioset", family="audioset", domain="environment", protocol="audioset-balanced",
+         description="AudioSet (527 classes, multi-label, mAP); balanced_train / eval; MLP protocol of HARES",
+         layout="ROOT/{balanced_train,eval}_segments.csv, ROOT/class_labels_indices.csv, "
+                "ROOT/audio/{balanced_train,eval}/<YTID>*.<ext>",
+         load=load, markers=("eval_segments.csv",), default_dirs=("audioset", "AudioSet"), multilabel=True,
+         window=Window("sliding", 96, "mean"), max_seconds=10.0,
+         reference="Wang et al. 2022 Sec. 2.1, App. A")
