@@ -1,7 +1,7 @@
 """The end-to-end demo: demo shards -> an exported encoder -> ``eval run`` on the demo tasks -> report + plots.
 
-The encoder is a randomly initialised ``mobile`` exported with ``train.export.save_encoder`` plus a fake
-``metrics.jsonl`` (the lead switches this to a real short pretrain).
+The encoder comes from a real short pretrain (``temporal_gap`` on ``mobile``, 30 steps, with the online
+probe every 10 steps), exactly the chain ``make demo`` runs at a larger scale.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import pytest
 
 from eval.__main__ import main
-from tests.test_eval_support import export_encoder
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -21,7 +20,20 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def demo_report(demo_small, tmp_path_factory):
     shard_root, _ = demo_small
     base = tmp_path_factory.mktemp("e2e")
-    run = export_encoder(str(base / "runs" / "demo"), name="mobile", input_norm={"mean": -8.0, "std": 4.0})
+    from models import ENCODERS
+    from models.objectives import OBJECTIVES
+    from train.config import load_config
+    from train.loop import train
+    from train.pretrain import _online_probe
+
+    run = str(base / "runs" / "demo")
+    cfg = load_config(["--method", "temporal_gap", "--shards", os.path.join(shard_root, "pretrain"), "--out", run,
+                       "--steps", "30", "--batch-size", "16", "--num-workers", "0", "--log-every", "5",
+                       "--tracker", "none", "--probe-every", "10", "--probe-task", "demo_family",
+                       "--probe-data-root", shard_root], sorted(OBJECTIVES), sorted(ENCODERS))
+    train(cfg, probe=_online_probe(cfg.probe_task, cfg.probe_data_root, os.path.join(run, "probe_cache")))
+    rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+    assert any("probe/demo_family/knn_accuracy" in r for r in rows)
     out = str(base / "reports" / "demo")
     rc = main(["run", "--model", run, "--model", "untrained,spectrogram", "--tasks", "demo_family,demo_pitch",
                "--data-root", shard_root, "--out", out, "--cache-dir", str(base / "cache"), "--seeds", "2",

@@ -22,12 +22,15 @@ def _online_probe(task: str, data_root: str, cache_dir: str):
     def probe(encoder, ctx: dict) -> dict:
         if "p" not in state:  # the frontend is known once the trainer has read the manifests
             state["p"] = OnlineProbe(task, data_root, cache_dir, ctx["frontend"])
+        import torch
+
         was = encoder.training
         try:
-            res = state["p"].evaluate(encoder, ctx["input_norm"])
+            with torch.random.fork_rng(devices=[]):  # the probe seeds its own head: keep training RNG untouched
+                res = state["p"].evaluate(encoder, ctx["input_norm"])
         finally:
             encoder.train(was)
-        return {f"probe/{task}/{k}": float(v) for k, v in res.items()}
+        return {(k if k.startswith("probe/") else f"probe/{task}/{k}"): float(v) for k, v in res.items()}
 
     return probe
 

@@ -1,0 +1,189 @@
+"""Objective base class, hyperparameter dataclass, EMA targets and the registry.
+
+An objective owns the online encoder (``self.encoder``) and every head, target network and
+queue, so ``accelerator.prepare(objective)`` wraps all of it (see docs/contracts.md).
+
+Trainer-facing API of every objective class:
+
+* class attributes ``name``, ``sampler`` (default sampler), ``needs_frames``, ``needs_blocks``,
+  ``batch_keys`` (keys ``forward`` reads), ``default_encoder`` (``(name, kwargs)``) and
+  ``HParams`` (a dataclass with the paper defaults; ``cls.default_hparams()`` instantiates it);
+* ``forward(batch) -> {"loss": scalar, ...logged detached scalars}``;
+* ``after_step()``: EMA / momentum update of target networks (call it on the *unwrapped*
+  module after each optimiser step);
+* ``param_groups()``: optimiser parameter groups with their base learning rates (trainable
+  parameters only; EMA targets are excluded);
+* ``check(encoder)`` (classmethod): ``ValueError`` with a one-line reason for impossible pairings.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+__all__ = ["HParams", "Objective", "OBJECTIVES", "register", "make_target", "ema_update", "probe_encoder"]
+
+
+@dataclass
+class HParams:
+    """Optimisation hyperparameters shared by all objectives (subclasses add loss/head fields).
+
+    ``lr`` is the base learning rate at ``batch_size``; when ``lr_scale_batch`` is true the
+    trainer multiplies it by ``batch / 256``. ``schedule``: ``"constant"`` or
+    ``"warmup_cosine"`` (linear warm-up over ``warmup_steps`` or ``warmup_epochs``, then cosine
+    from ``lr`` to ``lr * final_lr_ratio`` at ``total_steps`` / ``epochs``).
+    """
+
+    optimizer: str = "adam"  # adam | sgd | lars
+    lr: float = 1e-3
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd / lars only
+    betas: tuple[float, float] = (0.9, 0.999)  # adam only (Adam "default hyperparameters")
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    warmup_epochs: float = 0.0
+    epochs: int | None = None
+    total_steps: int | None = None
+    final_lr_ratio: float = 0.0
+    lr_scale_batch: bool = False
+    ema_tau: float | None = None  # target / momentum-encoder decay, when the method has one
+    n_frames: int = 96  # input frames N the method was trained with (used for shape probes / decoders)
+    source: str = ""  # citation of the values above
+
+    def replace(self, **kw: Any) -> "HParams":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_target(module: nn.Module) -> nn.Module:
+    """Deep copy of ``module`` with ``requires_grad=False`` on every parameter (EMA target)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """``p_t <- tau * p_t + (1 - tau) * p_o`` for parameters; buffers (BN statistics) are copied."""
+    for p_t, p_o in zip(target.parameters(), online.parameters()):
+        p_t.mul_(tau).add_(p_o.detach(), alpha=1.0 - tau)
+    for b_t, b_o in zip(target.buffers(), online.buffers()):
+        b_t.copy_(b_o)
+
+
+@torch.no_grad()
+def probe_encoder(encoder: nn.Module, method: str, n_frames: int) -> Any:
+    """Run ``encoder.<method>`` on a zero input ``[1, 1, n_mels, n_frames]`` in eval mode
+    (no state change) and return its output; used to learn block/frame shapes at construction."""
+    n_mels = int(getattr(encoder, "n_mels", 64))
+    try:
+        p = next(encoder.parameters())
+        device, dtype = p.device, p.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        return getattr(encoder, method)(torch.zeros(1, 1, n_mels, n_frames, device=device, dtype=dtype))
+    finally:
+        encoder.train(was_training)
+
+
+OBJECTIVES: dict[str, type["Objective"]] = {}
+
+
+def register(cls: type["Objective"]) -> type["Objective"]:
+    """Class decorator adding ``cls`` to :data:`OBJECTIVES` under ``cls.name``."""
+    if cls.name in OBJECTIVES:
+        raise KeyError(f"objective {cls.name!r} registered twice")
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+class Objective(nn.Module):
+    name: ClassVar[str] = ""
+    sampler: ClassVar[str] = "crop"
+    needs_frames: ClassVar[bool] = False
+    needs_blocks: ClassVar[bool] = False
+    batch_keys: ClassVar[tuple[str, ...]] = ()
+    default_encoder: ClassVar[tuple[str, dict[str, Any]]] = ("mobile", {})
+    HParams: ClassVar[type[HParams]] = HParams
+
+    #: pairs ``(target_attr, online_attr)`` updated by :meth:`after_step` with ``hparams.ema_tau``
+    ema_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def __init__(self, encoder: nn.Module, **hparams: Any):
+        super().__init__()
+        self.hparams = self.HParams(**hparams)
+        self.check(encoder, n_frames=self.hparams.n_frames)
+        self.encoder = encoder
+
+    # ----------------------------------------------------------------- trainer API
+    @classmethod
+    def default_hparams(cls) -> HParams:
+        return cls.HParams()
+
+    @classmethod
+    def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:
+        """Raise ``ValueError`` (one line) if ``encoder`` cannot serve this objective.
+
+        ``n_frames``: input length used when the check has to run the encoder (default: the
+        method's ``HParams.n_frames``)."""
+        name = getattr(encoder, "name", type(encoder).__name__)
+        if not callable(getattr(encoder, "forward", None)):
+            raise ValueError(f"{cls.name}: encoder {name} has no forward()")
+        if not isinstance(getattr(encoder, "embedding_dim", None), int) or encoder.embedding_dim < 1:
+            raise ValueError(f"{cls.name}: encoder {name} has no integer embedding_dim")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """EMA update of the target networks (no-op for objectives without targets)."""
+        if not self.ema_pairs:
+            return
+        tau = float(self.hparams.ema_tau)
+        for tgt, onl in self.ema_pairs:
+            ema_update(getattr(self, tgt), getattr(self, onl), tau)
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def param_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """One group with all trainable parameters at ``hparams.lr`` (scaled by batch/256 when
+        ``lr_scale_batch``) and ``hparams.weight_decay``."""
+        lr = self._scaled_lr(self.hparams.lr, batch_size)
+        params = [p for _, p in self.trainable_named_parameters()]
+        return [{"name": "all", "params": params, "lr": lr, "weight_decay": self.hparams.weight_decay}]
+
+    # ----------------------------------------------------------------- helpers
+    def _scaled_lr(self, lr: float, batch_size: int | None) -> float:
+        if not self.hparams.lr_scale_batch:
+            return lr
+        b = self.hparams.batch_size if batch_size is None else batch_size
+        return lr * b / 256.0
+
+    @staticmethod
+    def _detach_logs(**logs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in logs.items()}
+
+    @staticmethod
+    def _require(batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise KeyError(f"batch lacks key(s) {missing}; has {sorted(batch)}")
+        return [batch[k] for k in keys]
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, sampler={self.sampler!r}"
+

@@ -1,0 +1,71 @@
+"""BYOL-A (Niizumi et al. 2021, Sec. II-B eq. 1, Sec. IV-A-3).
+
+Online network: encoder ``f_theta`` -> projector ``g_theta`` -> predictor ``q_theta``; target network:
+``f_xi`` -> ``g_xi`` with ``xi <- tau xi + (1 - tau) theta`` after every step (``after_step``).
+Projector and predictor: Linear(4096) -> BatchNorm -> ReLU -> Linear(256). Loss (eq. 1, symmetrised):
+``L = ||q(z1)/|q(z1)| - z'2/|z'2| ||^2 + ||q(z2)/|q(z2)| - z'1/|z'1| ||^2`` (= 2 - 2 cos each), mean
+over the batch, no gradient into the target. Adam lr 3e-4, tau = 0.99 (fixed; the paper gives a
+single value), batch 256, 100 epochs; AudioNTT encoder with 2048-d embedding by default.
+
+The two views come from the BYOL-A augmentation pipeline of the sampler (pre-normalisation,
+log-mixup-exp, random resize crop, post-normalisation), batch keys ``x1``, ``x2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from . import losses as L
+from .base import HParams, Objective, make_target, register
+from .heads import byol_mlp
+
+
+@dataclass
+class ByolHParams(HParams):
+    optimizer: str = "adam"
+    lr: float = 3e-4
+    batch_size: int = 256
+    epochs: int | None = 100
+    ema_tau: float | None = 0.99
+    n_frames: int = 96
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    norm: str | None = "bn"  # BatchNorm in projector / predictor (None: BN-free, e.g. for tests)
+    source: str = "Niizumi et al. 2021, Sec. IV-A-3 (MLP 4096-256, tau 0.99, Adam lr 3e-4, batch 256, 100 epochs)"
+
+
+@register
+class ByolAObjective(Objective):
+    """``byol_a``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
+
+    name = "byol_a"
+    sampler = "views"
+    batch_keys = ("x1", "x2")
+    default_encoder = ("audio_ntt", {"d": 2048})
+    HParams = ByolHParams
+    ema_pairs = (("target_encoder", "encoder"), ("target_projector", "projector"))
+
+    def __init__(self, encoder: nn.Module, **hparams: Any):
+        super().__init__(encoder, **hparams)
+        hp = self.hparams
+        d = int(encoder.embedding_dim)
+        self.projector = byol_mlp(d, hp.proj_hidden, hp.proj_dim, norm=hp.norm)
+        self.predictor = byol_mlp(hp.proj_dim, hp.proj_hidden, hp.proj_dim, norm=hp.norm)
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x1, x2 = self._require(batch, "x1", "x2")
+        b = x1.shape[0]
+        x = torch.cat([x1, x2], 0)
+        q = self.predictor(self.projector(self.encoder(x)))
+        with torch.no_grad():
+            z_t = self.target_projector(self.target_encoder(x))
+        # view 1 predicts the target of view 2 and vice versa
+        per_example = L.byol_loss(q[:b], z_t[b:]) + L.byol_loss(q[b:], z_t[:b])
+        loss = per_example.mean()
+        return {"loss": loss}

@@ -1,0 +1,240 @@
+"""Smoke tests: every objective gives a finite scalar loss whose gradient reaches the encoder,
+EMA targets / queues behave, ``check`` rejects impossible pairings."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from models import build_encoder
+from models.objectives import OBJECTIVES, build_objective
+
+F_, N_ = 16, 16  # tiny log-mel inputs [B, 1, 16, 16]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+# heads shrunk so the whole file runs in a few seconds
+SMALL = {
+    "byol_a": dict(proj_hidden=16, proj_dim=8),
+    "barlow_twins": dict(proj_units=16),
+    "delores_m": dict(block_proj_units=16, queue_size=10, out_dim=8),
+    "simclr": dict(proj_hidden=16, proj_dim=8),
+    "cola": dict(head_dim=8),
+    "multi_strategy": dict(head_dim=8),
+    "supervised": dict(num_classes=5),
+}
+
+
+class TinyEncoder(nn.Module):
+    """Implements the encoder interface: forward / frames / blocks + attributes."""
+
+    name = "tiny"
+
+    def __init__(self, n_mels: int = F_, d: int = 12, frame_dim: int = 10, frames_ok: bool = True, blocks_ok: bool = True):
+        super().__init__()
+        self.n_mels, self.embedding_dim, self.frame_dim = n_mels, d, frame_dim
+        self.frames_ok, self.blocks_ok = frames_ok, blocks_ok
+        self.b1 = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+        self.b2 = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2))
+        self.frame_proj = nn.Linear(6, frame_dim)
+        self.fc = nn.Linear(frame_dim, d)
+
+    def _blocks(self, x):
+        h1 = self.b1(x)
+        return [h1, self.b2(h1)]
+
+    def blocks(self, x):
+        if not self.blocks_ok:
+            raise NotImplementedError("no blocks")
+        return self._blocks(x)
+
+    def _frames(self, x):
+        return self.frame_proj(self._blocks(x)[-1].mean(2).transpose(1, 2))  # [B, T/4, frame_dim]
+
+    def frames(self, x):
+        if not self.frames_ok:
+            raise NotImplementedError("no frames")
+        return self._frames(x)
+
+    def forward(self, x):
+        return self.fc(self._frames(x).amax(1))
+
+
+def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, p: int = 2, v: int = 5) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = lambda: torch.randn(b, 1, n_mels, n, generator=g)  # noqa: E731
+    sampler = OBJECTIVES[name].sampler
+    if sampler == "crop":
+        batch = {"x": x()}
+        if name == "supervised":
+            batch["labels"] = (torch.rand(b, v, generator=g) > 0.5).float()
+        return batch
+    if sampler == "context":
+        return {"context": torch.randn(b, 2 * p, 1, n_mels, n, generator=g), "center": x()}
+    if sampler == "temporal_gap":
+        return {"x1": x(), "x2": x(), "target": torch.rand(b, generator=g)}
+    if sampler == "triplet":
+        return {"anchor": x(), "positive": x(), "negative": x()}
+    batch = {"x1": x(), "x2": x()}
+    if "pitch_shift" in sampler:
+        batch["x_pitch"] = x()
+        batch["pitch_factor"] = 0.8 + 0.4 * torch.rand(b, generator=g)
+    return batch
+
+
+def _assert_trains(obj: nn.Module, batch: dict) -> dict:
+    obj.train()
+    out = obj(batch)
+    loss = out["loss"]
+    assert loss.dim() == 0 and torch.isfinite(loss), out
+    for k, v in out.items():
+        assert v.dim() == 0 and torch.isfinite(v), k
+        if k != "loss":
+            assert not v.requires_grad, k
+    loss.backward()
+    grads = [p.grad for p in obj.encoder.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads), "no gradient reached the encoder"
+    names = {n for n, _ in obj.trainable_named_parameters()}
+    for group in obj.param_groups():
+        assert group["lr"] > 0 and group["params"]
+    n_grouped = sum(len(g["params"]) for g in obj.param_groups())
+    assert n_grouped == len(names)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_forward_tiny_encoder(name):
+    torch.manual_seed(0)
+    enc = TinyEncoder()
+    obj = build_objective(name, enc, n_frames=N_, **SMALL.get(name, {}))
+    assert obj.encoder is enc
+    _assert_trains(obj, make_batch(name))
+    obj.after_step()
+
+
+@pytest.mark.parametrize("name", ["byol_a", "delores_m"])
+def test_ema_targets(name):
+    torch.manual_seed(0)
+    obj = build_objective(name, TinyEncoder(), n_frames=N_, **SMALL[name])
+    targets = [m for t, _ in obj.ema_pairs for m in [getattr(obj, t)]]
+    tparams = {id(p) for m in targets for p in m.parameters()}
+    assert tparams and all(not p.requires_grad for m in targets for p in m.parameters())
+    assert not tparams & {id(p) for g in obj.param_groups() for p in g["params"]}
+    opt = torch.optim.SGD([p for g in obj.param_groups() for p in g["params"]], lr=0.5)
+    _assert_trains(obj, make_batch(name))
+    opt.step()
+    t_enc, o_enc = obj.target_encoder, obj.encoder
+    before = [p.clone() for p in t_enc.parameters()]
+    obj.after_step()
+    tau = obj.hparams.ema_tau
+    for p_t, p_b, p_o in zip(t_enc.parameters(), before, o_enc.parameters()):
+        assert torch.allclose(p_t, tau * p_b + (1 - tau) * p_o, atol=1e-6)
+    assert any(not torch.equal(p_t, p_b) for p_t, p_b in zip(t_enc.parameters(), before))
+    for b_t, b_o in zip(t_enc.buffers(), o_enc.buffers()):
+        assert torch.equal(b_t, b_o)
+
+
+def test_delores_queue_is_a_checkpointed_fifo():
+    torch.manual_seed(0)
+    obj = build_objective("delores_m", TinyEncoder(), n_frames=N_, **SMALL["delores_m"])
+    sd = obj.state_dict()
+    assert "queue" in sd and "queue_ptr" in sd and sd["queue"].shape == (10, 8)
+    obj.eval()
+    q0 = obj.queue.clone()
+    obj(make_batch("delores_m"))
+    assert torch.equal(obj.queue, q0) and int(obj.queue_ptr) == 0  # eval does not enqueue
+    obj.train()
+    obj(make_batch("delores_m"))  # 2 x 4 keys enqueued
+    assert int(obj.queue_ptr) == 8
+    assert torch.equal(obj.queue[8:], q0[8:]) and not torch.equal(obj.queue[:8], q0[:8])
+    assert torch.allclose(obj.queue[:8].norm(dim=1), torch.ones(8))
+    keys = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    obj._enqueue(keys)  # wraps around: slots 8, 9, 0, 1, 2
+    assert int(obj.queue_ptr) == 3
+    assert torch.allclose(obj.queue[[8, 9, 0, 1, 2]], keys)
+
+
+def test_barlow_param_groups_lars_rates():
+    obj = build_objective("barlow_twins", TinyEncoder(), n_frames=N_, **SMALL["barlow_twins"])
+    groups = {g["name"]: g for g in obj.param_groups(batch_size=512)}
+    assert groups["weights"]["lr"] == pytest.approx(0.4) and groups["bias_bn"]["lr"] == pytest.approx(0.0096)
+    assert groups["bias_bn"]["weight_decay"] == 0.0 and groups["weights"]["weight_decay"] == 1.5e-6
+    assert all(p.ndim > 1 for p in groups["weights"]["params"]) and all(p.ndim == 1 for p in groups["bias_bn"]["params"])
+    from timm.optim import Lars
+
+    Lars(obj.param_groups(), lr=0.1, momentum=0.9)  # the trainer's LARS accepts the groups
+
+
+def test_check_rejects_impossible_pairings():
+    with pytest.raises(ValueError, match="frames"):
+        build_objective("multi_strategy", TinyEncoder(frames_ok=False), n_frames=N_)
+    with pytest.raises(ValueError, match="blocks"):
+        build_objective("delores_m", TinyEncoder(blocks_ok=False), n_frames=N_)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_objective("supervised", TinyEncoder())
+    with pytest.raises(TypeError):
+        build_objective("simclr", TinyEncoder(), no_such_hparam=1)
+    # the generic decoder for a non-mobile encoder is not an error
+    OBJECTIVES["audio2vec_cbow"].check(TinyEncoder())
+
+
+def test_injected_decoder_is_used():
+    class Dec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4 * 12, F_ * N_)
+
+        def forward(self, z):
+            return self.lin(z).view(-1, 1, F_, N_)
+
+    dec = Dec()
+    obj = build_objective("audio2vec_cbow", TinyEncoder(), decoder=dec, n_frames=N_)
+    assert obj.decoder is dec
+    _assert_trains(obj, make_batch("audio2vec_cbow"))
+    assert dec.lin.weight.grad is not None
+
+
+# --------------------------------------------------------------------------- real encoders
+@pytest.mark.parametrize("name", ["autoencoder", "audio2vec_cbow", "audio2vec_skipgram", "temporal_gap", "triplet"])
+def test_mobile_encoder_objectives(name):
+    torch.manual_seed(0)
+    enc = build_encoder("mobile")
+    obj = build_objective(name, enc, n_frames=32)
+    if name.startswith("audio2vec") or name == "autoencoder":
+        assert type(obj.decoder).__name__ == "MobileDecoder"
+    _assert_trains(obj, make_batch(name, b=2, n_mels=64, n=32))
+
+
+@pytest.mark.parametrize("name", ["byol_a", "barlow_twins", "delores_m", "cola", "simclr", "supervised"])
+def test_audio_ntt_objectives(name):
+    torch.manual_seed(0)
+    enc = build_encoder("audio_ntt", d=32)
+    obj = build_objective(name, enc, n_frames=16, **SMALL.get(name, {}))
+    if name == "delores_m":
+        assert len(obj.block_projectors) == 3  # AudioNTT blocks B1-B3
+    _assert_trains(obj, make_batch(name, b=4, n_mels=64, n=16))
+    obj.after_step()
+
+
+def test_multi_strategy_efficientnet():
+    torch.manual_seed(0)
+    enc = build_encoder("efficientnet_b0", head="cola", head_dim=16)
+    obj = build_objective("multi_strategy", enc, n_frames=64, head_dim=8)
+    out = _assert_trains(obj, make_batch("multi_strategy", b=2, n_mels=64, n=64))
+    assert {"loss_clip", "loss_frame", "loss_pitch"} <= set(out)
+
+
+def test_autoencoder_on_non_mobile_uses_generic_decoder():
+    enc = build_encoder("audio_ntt", d=16)
+    obj = build_objective("autoencoder", enc, n_frames=16)
+    assert type(obj.decoder).__name__ == "MLPDecoder"
+    _assert_trains(obj, make_batch("autoencoder", b=2, n_mels=64, n=16))
+
