@@ -1,1 +1,14 @@
-"""melstream models package."""
+"""melstream models: encoders (``build_encoder``/``ENCODERS``) and decoders (``build_decoder``).
+
+See docs/contracts.md ("Encoders") for the interface and docs/models.md for each architecture.
+``models.objectives`` is a separate subpackage and is not imported here.
+"""
+from .base import Encoder
+from .registry import DECODERS, ENCODERS, build_encoder, register_decoder, register_encoder
+from . import encoders as _encoders  # noqa: F401  (registers the encoders)
+from .decoders import Decoder, MLPDecoder, MobileDecoder, build_decoder
+
+__all__ = [
+    "Encoder", "ENCODERS", "DECODERS", "build_encoder", "build_decoder", "register_encoder",
+    "register_decoder", "Decoder", "MobileDecoder", "MLPDecoder",
+]

@@ -1,0 +1,2 @@
+"""Encoder implementations; importing this package registers them in ``models.ENCODERS``."""
+from . import audio_ntt, mobile, slowfast_nfnet, timm_encoders  # noqa: F401
