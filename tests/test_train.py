@@ -113,12 +113,19 @@ def test_resume_matches_uninterrupted_run(demo_small, tmp_path):
 def test_non_finite_loss_stops_and_keeps_checkpoint(demo_small, tmp_path):
     d = os.path.join(demo_small[0], "pretrain")
     out = tmp_path / "nan"
-    train(_cfg(d, out, "temporal_gap", 4, ["--save-every", "2"]))
-    before = sorted(os.listdir(out / "checkpoints"))
-    with pytest.raises(NonFiniteLoss, match="non-finite loss"):
-        train(_cfg(d, out, "temporal_gap", 8, ["--save-every", "2", "--resume", "--hp", "lr=1e30"]))
-    after = sorted(os.listdir(out / "checkpoints"))
-    assert after[: len(before)] == before and "step_0000004" in after
+    # SGD at lr 1e30: step 1 is finite (and checkpointed), the parameters then overflow to NaN
+    with pytest.raises(NonFiniteLoss, match="non-finite loss .* at step 2"):
+        train(_cfg(d, out, "temporal_gap", 8, ["--save-every", "1", "--hp", "optimizer=sgd", "--hp", "lr=1e30"]))
+    ckpts = sorted(os.listdir(out / "checkpoints"))
+    assert ckpts == ["latest", "step_0000001"]
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_0000001"
+    assert (out / "checkpoints" / "step_0000001" / "COMPLETE").exists()
+    meta = json.load(open(out / "encoder.json"))
+    assert meta["step"] == 1
+    from train.export import load_encoder
+
+    enc, _ = load_encoder(str(out))
+    assert all(torch.isfinite(p).all() for p in enc.parameters())
 
 
 def test_impossible_pairing_fails_before_first_step(demo_small, tmp_path):

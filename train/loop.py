@@ -127,11 +127,14 @@ def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
 
 
 def param_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (name, dtype, bytes): equal iff the ranks agree bit for bit."""
+    """SHA-256 over every parameter (name, bytes): equal iff the ranks' weights agree bit for bit.
+
+    Buffers are left out: with CPU ranks BatchNorm running statistics are per rank (DDP re-broadcasts
+    rank 0's at the next forward)."""
     import hashlib
 
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    for name, t in sorted(module.named_parameters()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
@@ -201,7 +204,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
             raise ValueError("method supervised needs labelled shards (the manifest has no label vocabulary)")
         extra["num_classes"] = len(facts.vocabulary)
     objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **extra})
-    if world > 1:
+    if world > 1 and acc.device.type == "cuda":  # torch's SyncBatchNorm runs on CUDA only; CPU ranks keep local BN
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
@@ -218,7 +221,11 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
             acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
         else:
             step, path = found
-            acc.load_state(path)
+            try:
+                acc.load_state(path)
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise ValueError(f"--resume: checkpoint {path} does not fit this configuration (changed method, "
+                                 f"encoder, heads or optimiser?): {str(e).splitlines()[0][:200]}") from None
             acc.print(f"resumed from {path} (step {step})")
             if acc.is_main_process:
                 _truncate_metrics(metrics_path, step)
@@ -311,7 +318,10 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     if bar is not None:
         bar.close()
     _write_summary(acc, cfg, unwrapped, step, losses, keys_read)
+    acc.wait_for_everyone()
     acc.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # a clean exit: no rank waits on a dead peer
     if not all(math.isfinite(v) for v in losses):
         raise NonFiniteLoss("non-finite loss logged")
     return {"step": step, "losses": losses, "world_size": world, "out": cfg.out}
