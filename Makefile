@@ -13,9 +13,13 @@ SRC ?=
 PRESET ?= byol_a
 WORKERS ?= 2
 OUT ?= $(DATA)/$(DATASET)
-METHOD ?= byol_a
+METHOD ?= temporal_gap
 RUN ?= runs/demo
 STEPS ?= 300
+# `make demo`: a contrastive method that learns within minutes on 2 CPU cores (COLA on the mobile encoder).
+DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-every 200 --num-workers 1 \
+	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
+DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
 .PHONY: setup test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train clean
 
@@ -56,13 +60,14 @@ pretrain-ddp: setup
 	ACCELERATE_USE_CPU=true $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
 	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS)
 
+# the demo tasks on the latest demo run, against the untrained encoder and the spectrogram baseline
 eval: setup
-	$(PYTHON) -m eval run --model $(RUN) --tasks demo_family,demo_pitch --out reports/demo
+	$(PYTHON) -m eval run --model $(RUN) --model untrained,spectrogram --tasks $(DEMO_TASKS) --data-root $(DATA) --out reports/demo
 
 demo: setup
 	$(MAKE) shards
-	$(PYTHON) train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
-	$(PYTHON) -m eval run --model $(RUN) --baselines spectrogram,untrained --tasks demo_family,demo_pitch --out reports/demo
+	$(PYTHON) train/pretrain.py $(DEMO_TRAIN) --out $(RUN)
+	$(MAKE) eval
 
 bench: bench-ingest bench-pipeline bench-models bench-train
 
@@ -71,7 +76,7 @@ bench-ingest: setup
 	@if [ -f bench/bench_audioset.py ]; then $(PYTHON) bench/bench_audioset.py; fi
 
 bench-pipeline: setup
-	$(PYTHON) bench/bench_pipeline.py
+	$(PYTHON) bench/bench_pipeline.py --data $(DATA)/bench_pipeline --out bench/results/pipeline.json
 
 bench-models: setup
 	$(PYTHON) bench/bench_models.py
@@ -80,4 +85,4 @@ bench-train: setup
 	$(PYTHON) bench/bench_train.py
 
 clean:
-	rm -rf $(DATA)/demo $(DATA)/demo_audio runs/demo reports/demo
+	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo

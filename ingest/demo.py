@@ -30,7 +30,7 @@ TIMBRES = ("string", "flute", "mallet", "organ")
 TEXTURES = ("rain", "wind", "engine")
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480), (570, 840, 2410), (660, 1720, 2410)]
-SPLITS = {"pretrain": 320, "train": 96, "test": 48}
+SPLITS = {"pretrain": 320, "train": 192, "test": 96}
 
 
 def _resonator(x: np.ndarray, freq: float, bw: float) -> np.ndarray:
