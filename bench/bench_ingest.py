@@ -26,7 +26,7 @@ from ingest.sources.folder import FolderSource
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--clips", type=int, default=160)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench_ingest_")
     try:
@@ -42,14 +42,19 @@ def main() -> None:
             flac_sizes.append(os.path.getsize(dst))
         flac_kb = float(np.mean(flac_sizes)) / 1024
 
+        flac_dir = os.path.join(tmp, "flac")
+        os.makedirs(flac_dir)
+        for p in wavs:
+            transcode(p, os.path.join(flac_dir, os.path.basename(p)[:-4] + ".flac"))
         speed = {}
-        for workers in (1, 2):
-            out = os.path.join(tmp, f"out_w{workers}")
+        # (label, source folder, workers); 2-worker figures include starting the worker processes
+        for label, folder, workers in (("wav", src, 1), ("flac", flac_dir, 1), ("wav", src, 2)):
+            out = os.path.join(tmp, f"out_{label}_w{workers}")
             t0 = time.perf_counter()
-            s = run_ingest(FolderSource(src, dataset="bench"), IngestConfig(out=out, shard_size=str(max(1, a.clips // 4)),
-                                                                             workers=workers, progress=False))
+            s = run_ingest(FolderSource(folder, dataset="bench"), IngestConfig(out=out, shard_size=str(max(1, a.clips // 8)),
+                                                                                workers=workers, progress=False))
             dt = time.perf_counter() - t0
-            speed[workers] = s["ingested"] / dt / workers
+            speed[(label, workers)] = s["ingested"] / dt / workers
         rows, sizes = [], {}
         for codec in ("f16", "f16planes", "u8"):
             out = os.path.join(tmp, f"out_{codec}")
@@ -70,15 +75,17 @@ def main() -> None:
                             "max_abs_error": m["codec"]["max_abs_error"]}
             rows.append([codec, float(kb), dec_us, m["codec"]["max_abs_error"], "yes" if m["codec"]["lossless"] else "no"])
         print(f"ingest of {a.clips} x 10-s clips (decode + log-mel + codec + tar), byol_a preset, 64 mels")
-        print(table([[1, speed[1], speed[1] * 10], [2, speed[2], speed[2] * 10]],
-                    ["workers", "clips/s per worker", "x real time per worker"]))
+        print(table([[f"{lab} ({'direct read' if lab == 'wav' else 'ffmpeg decode'})", w, v, v * 10]
+                     for (lab, w), v in speed.items()],
+                    ["input", "workers", "clips/s per worker", "x real time per worker"]))
         print()
         print(table(rows + [["wav16", float(wav_kb), "", "", "yes"], ["flac", flac_kb, "", "", "yes"]],
                     ["format", "KB per 10-s clip", "decode us/clip", "max abs err", "lossless"]))
         print(f"\ndefault codec f16planes: {sizes['f16planes']['kb_per_clip'] / wav_kb:.3f} x WAV, "
               f"{sizes['f16planes']['kb_per_clip'] / flac_kb:.3f} x FLAC")
         path = merge_results("ingest", {
-            "clips_per_s_per_worker": speed[1], "clips_per_s_per_worker_2workers": speed[2],
+            "clips_per_s_per_worker": speed[("wav", 1)], "clips_per_s_per_worker_flac_ffmpeg": speed[("flac", 1)],
+            "clips_per_s_per_worker_2workers": speed[("wav", 2)],
             "kb_per_clip": sizes["f16planes"]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
             "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
         })

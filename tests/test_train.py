@@ -150,3 +150,29 @@ def test_method_defaults_follow_papers():
     hp = OBJECTIVES["temporal_gap"].default_hparams()
     assert (hp.optimizer, hp.lr) == ("adam", 1e-4)
     assert OBJECTIVES["audio2vec_cbow"].default_hparams().lr == 1e-3
+
+
+def test_yaml_config_and_cli_precedence(tmp_path):
+    from models import ENCODERS
+    from models.objectives import OBJECTIVES
+
+    p = tmp_path / "cfg.yaml"
+    p.write_text("method: byol_a\nsteps: 5\nhparams:\n  lr: 0.01\nencoder_kwargs:\n  d: 512\n")
+    cfg = load_config(["--config", str(p), "--steps", "7", "--hp", "ema_tau=0.9", "--hp", "lr=1e-3"],
+                      sorted(OBJECTIVES), sorted(ENCODERS))
+    assert (cfg.method, cfg.steps) == ("byol_a", 7)
+    assert cfg.hparams == {"lr": 1e-3, "ema_tau": 0.9} and cfg.encoder_kwargs == {"d": 512}
+    p.write_text("method: byol_a\nsteps_typo: 5\n")
+    with pytest.raises(SystemExit, match="unknown fields"):
+        load_config(["--config", str(p)], sorted(OBJECTIVES), sorted(ENCODERS))
+
+
+def test_several_shard_directories(demo_small, tmp_path):
+    root = demo_small[0]
+    dirs = [os.path.join(root, "pretrain"), os.path.join(root, "train")]
+    s = train(_cfg(dirs[0], tmp_path / "two", "temporal_gap", 3, ["--shards", *dirs]))
+    assert s["step"] == 3
+    import yaml
+
+    cfg = yaml.safe_load(open(tmp_path / "two" / "config.yaml"))
+    assert sorted(cfg["manifest_sha256"]) == sorted(dirs) and cfg["shards"] == dirs
