@@ -176,3 +176,14 @@ def test_several_shard_directories(demo_small, tmp_path):
 
     cfg = yaml.safe_load(open(tmp_path / "two" / "config.yaml"))
     assert sorted(cfg["manifest_sha256"]) == sorted(dirs) and cfg["shards"] == dirs
+
+
+def test_bf16_mixed_precision_and_grad_accumulation(demo_small, tmp_path):
+    d = os.path.join(demo_small[0], "pretrain")
+    s = train(_cfg(d, tmp_path / "bf16", "byol_a", 4, [*SMALL["byol_a"], "--mixed-precision", "bf16",
+                                                        "--grad-accum", "2", "--clip-grad", "1.0"]))
+    assert s["step"] == 4 and all(math.isfinite(v) for v in s["losses"])
+    import yaml
+
+    cfg = yaml.safe_load(open(tmp_path / "bf16" / "config.yaml"))
+    assert cfg["local_batch"] == 4 and cfg["grad_accum"] == 2 and cfg["mixed_precision"] == "bf16"

@@ -29,7 +29,8 @@ def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
            "--main_process_port", str(_free_port()),
            os.path.join(ROOT, "train", "pretrain.py"), "--method", "temporal_gap", "--shards", shards_dir,
            "--out", str(out), "--steps", "10", "--batch-size", "8", "--num-workers", "0", "--log-every", "5",
-           "--save-every", "10", "--tracker", "none", "--init-timeout-s", "120"]
+           "--save-every", "10", "--tracker", "none", "--init-timeout-s", "120",
+           "--hp", "schedule=warmup_cosine", "--hp", "warmup_steps=1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.load(open(out / "run_summary.json"))
@@ -43,3 +44,9 @@ def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
     assert cfg["world_size"] == 2 and cfg["local_batch"] == 4 and cfg["global_batch"] == 8
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [5, 10] and all(r["world_size"] == 2 for r in rows)
+    # the schedule counts optimiser steps, not steps x world size (Accelerate's default would double it)
+    import math
+
+    for r in rows:
+        expect = 1e-4 * 0.5 * (1 + math.cos(math.pi * (r["step"] - 1) / 9))
+        assert abs(r["lr"] - expect) < 1e-12, (r["step"], r["lr"], expect)

@@ -184,7 +184,10 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
 
     from accelerate.utils import InitProcessGroupKwargs
 
+    # step_scheduler_with_optimizer=False: our schedules count optimiser steps of the global batch;
+    # Accelerate would otherwise advance them num_processes times per step under DDP.
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                      step_scheduler_with_optimizer=False,
                       log_with=trackers or None, project_dir=cfg.out,
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.init_timeout_s))])
     world = acc.num_processes
