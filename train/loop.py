@@ -184,6 +184,12 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
 
     from accelerate.utils import InitProcessGroupKwargs
 
+    # Each train() call configures Accelerate afresh (several runs in one process: tests, notebooks,
+    # sweeps); the process group itself (PartialState) is kept.
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     # step_scheduler_with_optimizer=False: our schedules count optimiser steps of the global batch;
     # Accelerate would otherwise advance them num_processes times per step under DDP.
     acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
