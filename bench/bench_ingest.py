@@ -56,7 +56,7 @@ def main() -> None:
             dt = time.perf_counter() - t0
             speed[(label, workers)] = s["ingested"] / dt / workers
         rows, sizes = [], {}
-        for codec in ("f16", "f16planes", "u8"):
+        for codec in ("f16", "f16planes", "f16chunks", "u8"):
             out = os.path.join(tmp, f"out_{codec}")
             run_ingest(FolderSource(src, dataset="bench"), IngestConfig(out=out, codec=codec, shard_size="1000", progress=False))
             d = os.path.join(out, "train")
@@ -81,12 +81,14 @@ def main() -> None:
         print()
         print(table(rows + [["wav16", float(wav_kb), "", "", "yes"], ["flac", flac_kb, "", "", "yes"]],
                     ["format", "KB per 10-s clip", "decode us/clip", "max abs err", "lossless"]))
-        print(f"\ndefault codec f16planes: {sizes['f16planes']['kb_per_clip'] / wav_kb:.3f} x WAV, "
-              f"{sizes['f16planes']['kb_per_clip'] / flac_kb:.3f} x FLAC")
+        default = shards.DEFAULT_CODEC
+        print(f"\ndefault codec {default}: {sizes[default]['kb_per_clip'] / wav_kb:.3f} x WAV, "
+              f"{sizes[default]['kb_per_clip'] / flac_kb:.3f} x FLAC, "
+              f"{sizes[default]['kb_per_clip'] / sizes['f16planes']['kb_per_clip']:.4f} x f16planes")
         path = merge_results("ingest", {
             "clips_per_s_per_worker": speed[("wav", 1)], "clips_per_s_per_worker_flac_ffmpeg": speed[("flac", 1)],
             "clips_per_s_per_worker_2workers": speed[("wav", 2)],
-            "kb_per_clip": sizes["f16planes"]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
+            "codec": default, "kb_per_clip": sizes[default]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
             "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
         })
         print(f"wrote {path}")

@@ -31,7 +31,14 @@ SAMPLER_NAMES = ["crop", "temporal_gap", "clip_pair", "triplet", "context", "vie
 def make_data(root: str, clips: int) -> tuple[str, str]:
     shards = os.path.join(root, "shards")
     audio = os.path.join(root, "audio")
-    if not os.path.exists(os.path.join(shards, "pretrain", "manifest.json")):
+    import shutil
+
+    import shards as shards_pkg
+
+    man = os.path.join(shards, "pretrain", "manifest.json")
+    if os.path.exists(man) and shards_pkg.read_manifest(os.path.dirname(man))["codec"]["name"] != shards_pkg.DEFAULT_CODEC:
+        shutil.rmtree(shards)  # made with an older default codec: rebuild, so the figures describe the default
+    if not os.path.exists(man):
         from ingest.__main__ import main
 
         rc = main(["demo", "--out", shards, "--audio-dir", audio, "--pretrain-clips", str(clips), "--train-clips", "4",
@@ -179,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         f"total_examples_per_s_{a.workers}_workers_wall": {k: round(v) for k, v in res.get("workers_total", {}).items()},
         "targets": {"crop": 5000, "views": 2000, "ratio_crop": 10, "ratio_views": 5},
         "settings": {"batch_size": a.batch, "measured_batches": a.batches, "clip_seconds": 10, "preset": "byol_a",
-                     "shuffle_buffer": 1000, "codec": "f16planes", "clips": a.clips,
+                     "shuffle_buffer": 1000, "clips": a.clips,
+                     "codec": __import__("shards").read_manifest(shard_dir)["codec"]["name"],
                      "measure": "examples per CPU-second of the one thread that runs a worker's pipeline, best one-batch "
                                 "window (median alongside); wall-clock rates count time other processes held the core"},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,

@@ -123,7 +123,7 @@ def ensure_mels(td: TaskData, fe: FrontendConfig, cache_dir: str, max_seconds: O
     if missing:
         raise FileNotFoundError(f"{td.name}: {len(missing)} audio files are missing, e.g. {missing[0]}")
     source = TaskSource(td.name, td.clips, max_seconds)
-    cfg = IngestConfig(out=out, preset=fe.name, codec="f16planes", level=3, progress=progress)
+    cfg = IngestConfig(out=out, preset=fe.name, level=3, progress=progress)
     tasks = plan(source.items(), td.name, per_shard)
     todo = [t for t in tasks if not is_finished(out, t, fe.hash(), True)]
     common = {"dataset": td.name, "frontend": fe.to_dict(), "frontend_hash": fe.hash(), "split": "all"}

@@ -8,6 +8,8 @@ import json
 import logging
 import sys
 
+from shards.codec import CODECS, DEFAULT_CODEC
+
 from .codec_choices import CODEC_HELP
 from .engine import IngestConfig, run_ingest
 from .frontend import PRESETS
@@ -25,7 +27,7 @@ for _mod in ("folder", "demo", "audioset", "fsd50k"):
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset root: shards go to OUT/<split>/")
     p.add_argument("--preset", default="byol_a", choices=sorted(PRESETS), help="log-mel frontend preset")
-    p.add_argument("--codec", default="f16planes", choices=["f16", "f16planes", "u8"], help=CODEC_HELP)
+    p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS), help=CODEC_HELP)
     p.add_argument("--level", type=int, default=9, help="zstd level (default 9)")
     p.add_argument("--shard-size", default="1000", help="samples per shard (1000) or bytes (200MB)")
     p.add_argument("--workers", type=int, default=1, help="parallel decode processes; each writes whole shards")

@@ -17,7 +17,6 @@ No external tool (zip, 7z) is needed.
 from __future__ import annotations
 
 import bz2
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
+
+from shards.writer import file_digest
 
 log = logging.getLogger("melstream.ingest.download")
 
@@ -43,13 +44,7 @@ class DownloadError(ValueError):
 
 # -- HTTP ----------------------------------------------------------------------------------------
 def md5_file(path: str, chunk: int = CHUNK) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
+    return file_digest(path, "md5", chunk)
 
 
 def _verified(dest: str, md5: str | None, size: int | None) -> bool:

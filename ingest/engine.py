@@ -72,7 +72,7 @@ class Source(Protocol):
 class IngestConfig:
     out: str
     preset: str = "byol_a"
-    codec: str = "f16planes"
+    codec: str = "f16chunks"
     level: int = 9
     shard_size: str = "1000"
     workers: int = 1

@@ -7,11 +7,13 @@ files only, plain ``<key>.<ext>`` names with the two melstream extensions, size 
 checksums.  A short read anywhere (including a missing end-of-archive marker) raises
 :class:`TruncatedShard`; the caller counts the shard as corrupt and moves on.
 
-``decode_clip(key, members)`` decompresses the ``.mel.npy.zst`` member (``shards.codec.decompress``)
-and returns a :class:`Clip` that turns only the frames a sampler asks for into float32.  Turning a
-whole 10-s ``f16planes`` clip into float32 with ``shards.codec.payload_to_mel`` costs ~230 us on one
-core (numpy's float16->float32 cast is scalar code); slicing the byte planes first and casting with
-torch costs ~8 us for a 96-frame crop.
+``decode_clip(key, members)`` returns a :class:`Clip` that turns only the frames a sampler asks for
+into float32.  Turning a whole 10-s ``f16planes`` clip into float32 with ``shards.codec.payload_to_mel``
+costs ~230 us on one core (numpy's float16->float32 cast is scalar code); slicing the byte planes first
+and casting with torch costs ~8 us for a 96-frame crop.  For ``f16chunks`` members (the default) nothing
+is decompressed up front either: a frame read decompresses the 100-frame chunks it lies in
+(``shards.codec.ChunkedMel``), one or two for a 96-frame crop instead of the whole ~50-65 us clip.
+Other codecs decompress the whole member (``shards.codec.decompress``).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import IO, Iterator
 import numpy as np
 import torch
 
-from shards.codec import CodecError, decompress, load_payload, payload_to_mel
+from shards.codec import ChunkedMel, CodecError, chunks_to_planes, decompress, load_payload, payload_to_mel
 from shards.format import JSON_EXT, MEL_EXT
 from shards.reader import MAX_JSON_BYTES, MAX_MEMBER_BYTES, split_member
 
@@ -175,18 +177,30 @@ def _f16_to_f32(h: np.ndarray) -> np.ndarray:
 class Clip:
     """A decoded sample whose log-mel ``[n_mels, frames]`` is turned into float32 on demand.
 
+    ``arr`` is the stored array, or a :class:`shards.codec.ChunkedMel` for ``f16chunks``.
+
     Supports ``clip.shape``, ``clip[:, a:b]`` (float32 copy of those frames) and ``np.asarray(clip)``.
     Non-finite values in the frames read raise :class:`CorruptSample`.
     """
 
     __slots__ = ("key", "meta", "_arr", "_layout", "shape", "_full")
 
-    def __init__(self, key: str, meta: dict, arr: np.ndarray):
+    def __init__(self, key: str, meta: dict, arr: np.ndarray | ChunkedMel):
         self.key = key
         self.meta = meta
-        self._arr = arr
         self._full = None
-        if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[0] == 2:
+        if isinstance(arr, ChunkedMel):
+            self._layout = "chunks"
+            self.shape = arr.shape
+        elif arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[1] == 2:  # f16chunks without its index
+            frames = meta.get("frames")
+            try:
+                arr = chunks_to_planes(arr, frames if isinstance(frames, int) else -1)
+            except CodecError as e:
+                raise CorruptSample(str(e)) from None
+            self._layout = "planes"
+            self.shape = (int(arr.shape[1]), int(arr.shape[2]))
+        elif arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[0] == 2:
             self._layout = "planes"
             self.shape = (int(arr.shape[1]), int(arr.shape[2]))
         elif arr.dtype == np.float16 and arr.ndim == 2:
@@ -201,6 +215,7 @@ class Clip:
                 raise CorruptSample(str(e)) from None
         else:
             raise CorruptSample(f"unknown payload layout {arr.dtype} {arr.shape}")
+        self._arr = arr
 
     @property
     def n_mels(self) -> int:
@@ -216,6 +231,11 @@ class Clip:
         """float32 ``[n_mels, b - a]`` for ``0 <= a <= b <= frames``."""
         if self._full is not None:
             out = self._full[:, a:b].copy()
+        elif self._layout == "chunks":
+            try:
+                out = _f16_to_f32(self._arr.f16(a, b))  # decompresses only the chunks [a, b) lies in
+            except CodecError as e:
+                raise CorruptSample(f"sample {self.key}: {e}") from None
         elif self._layout == "planes":
             s = self._arr[:, :, a:b]
             h = np.empty(s.shape[1:] + (2,), dtype=np.uint8)
@@ -256,10 +276,10 @@ def decode_clip(key: str, members: dict[str, bytes]) -> Clip:
         raise CorruptSample(f"sample {key}: JSON is not an object")
     data = members[MEL_EXT]
     try:
-        raw = decompress(data)
+        chunked = ChunkedMel.open(data, meta)  # f16chunks: validates the index, decompresses nothing
+        clip = Clip(key, meta, chunked if chunked is not None else _payload(decompress(data), data))
     except CodecError as e:
         raise CorruptSample(f"sample {key}: {e}") from None
-    clip = Clip(key, meta, _payload(raw, data))
     if meta.get("frames") != clip.shape[1] or meta.get("n_mels") != clip.shape[0]:
         raise CorruptSample(f"sample {key}: JSON says {meta.get('n_mels')}x{meta.get('frames')}, array is {clip.shape}")
     if clip.shape[1] < 1:

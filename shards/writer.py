@@ -20,18 +20,23 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write_json
-from .codec import DEFAULT_CODEC, DEFAULT_LEVEL, encode_mel
+from .codec import CODEC_KEYS, DEFAULT_CODEC, DEFAULT_LEVEL, encode_mel
 from .format import JSON_EXT, MEL_EXT, PARTS_DIR, check_key, check_shard_name
 
 
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file, read in chunks (sha256 for shards; md5 where a publisher gives md5)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while True:
             b = f.read(chunk)
             if not b:
                 return h.hexdigest()
             h.update(b)
+
+
+def sha256_file(path: str) -> str:
+    return file_digest(path, "sha256")
 
 
 @dataclass
@@ -90,6 +95,7 @@ class ShardWriter:
         if key in self.keys:
             raise ValueError(f"duplicate key {key!r} in shard {self.name}")
         data, extra, decoded = encode_mel(mel, self.codec, self.level)
+        meta = {k: v for k, v in meta.items() if k not in CODEC_KEYS}  # stale ones from a re-encoded sample
         rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": self.codec, **extra}
         if "mel_q" in extra:
             self.max_abs_error = max(self.max_abs_error, extra["mel_q"]["max_abs_error"])
