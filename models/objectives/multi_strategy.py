@@ -44,17 +44,14 @@ import torch.nn as nn
 
 from . import losses as L
 from .base import HParams, Objective, probe_encoder, register
+from .cola import ColaHParams
 from .heads import Bilinear, ColaHead
 
 
 @dataclass
-class MultiStrategyHParams(HParams):
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    batch_size: int = 1024
-    epochs: int | None = 250
-    n_frames: int = 96
-    head_dim: int = 512
+class MultiStrategyHParams(ColaHParams):
+    """COLA's optimisation settings (same paper, same training run) plus the two extra loss weights."""
+
     alpha: float = 1.0  # weight of L_frame (eq. 7)
     beta: float = 1.0  # weight of L_pitch (eq. 7)
     frame_m: int = 0  # half-width m of the positive window T''
