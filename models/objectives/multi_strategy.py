@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, probe_encoder, register
+from .base import Objective, probe_encoder, register
 from .cola import ColaHParams
 from .heads import Bilinear, ColaHead
 
