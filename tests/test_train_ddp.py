@@ -33,6 +33,7 @@ def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
            "--hp", "schedule=warmup_cosine", "--hp", "warmup_steps=1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("done: 10 steps") == 1, proc.stdout  # reported once, by the main process
     summary = json.load(open(out / "run_summary.json"))
     assert summary["world_size"] == 2 and summary["step"] == 10
     fps = summary["param_fingerprints"]

@@ -39,6 +39,36 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+def shutdown_distributed(timeout_s: float = 60.0) -> bool:
+    """Barrier, then ``destroy_process_group`` with a time limit; True when it finished.
+
+    Teardown of a gloo/NCCL group can hang now and then after all work is done (pytorch#75097);
+    everything is written by then, so a rank waits at most ``timeout_s`` and the caller may exit
+    hard (``train/pretrain.py`` does) instead of holding the job forever.
+    """
+    import threading
+
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return True
+
+    def teardown() -> None:
+        try:
+            dist.barrier()
+            dist.destroy_process_group()
+        except Exception as e:  # a peer already gone: nothing left to tear down together
+            log.warning("process group teardown: %s", str(e).splitlines()[0][:200])
+
+    t = threading.Thread(target=teardown, name="melstream-pg-teardown", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        log.warning("process group teardown did not finish in %.0f s; all outputs are written, exiting anyway",
+                    timeout_s)
+        return False
+    return True
+
+
 def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[str, dict[str, Any]]:
     from models import ENCODERS
 
@@ -329,8 +359,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     _write_summary(acc, cfg, unwrapped, step, losses, keys_read)
     acc.wait_for_everyone()
     acc.end_training()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()  # a clean exit: no rank waits on a dead peer
+    clean = shutdown_distributed()
     if not all(math.isfinite(v) for v in losses):
         raise NonFiniteLoss("non-finite loss logged")
-    return {"step": step, "losses": losses, "world_size": world, "out": cfg.out}
+    return {"step": step, "losses": losses, "world_size": world, "out": cfg.out, "clean_shutdown": clean,
+            "is_main_process": acc.is_main_process}

@@ -54,10 +54,28 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"done: {summary['step']} steps, final loss {summary['losses'][-1] if summary['losses'] else float('nan'):.5f}, "
-          f"world_size {summary['world_size']}, run dir {summary['out']}")
+    if summary.get("is_main_process", True):
+        print(f"done: {summary['step']} steps, final loss {summary['losses'][-1] if summary['losses'] else float('nan'):.5f}, "
+              f"world_size {summary['world_size']}, run dir {summary['out']}", flush=True)
+    if summary["world_size"] > 1:
+        _exit_now(0)  # a distributed rank: nothing is left to do; never hang in interpreter teardown
     return 0
 
 
+def _exit_now(rc: int) -> None:
+    """Flush and leave without interpreter teardown.  With several ranks, the destructors of the
+    communication backend can block at exit after every output is written (pytorch#75097); the
+    launcher would then wait forever on a finished job."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: where is a rank stuck?
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.exit(main())
