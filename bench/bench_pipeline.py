@@ -1,7 +1,9 @@
 """``make bench-pipeline``: examples/s per worker for every sampler, from local shards, at batch 256.
 
 Side by side, in the same run, the way the official BYOL-A code feeds its model: read the 10-s WAV,
-crop 0.95 s (96 frames), compute the log-mel with torchaudio, then the same augmentations.
+crop 0.95 s (96 frames), compute the log-mel with torchaudio, then the same augmentations.  The ratio
+comes from batches of the two paths taken in turn (``side_by_side``), after both reached their steady
+state (a full mixup memory), so both are measured under the same machine conditions.
 
 A DataLoader worker runs single-threaded (torch sets one thread in workers, and the pipeline keeps
 numpy's BLAS to one thread there), so the figures are measured in this process with the same
@@ -95,8 +97,11 @@ def bench_device_views(shard_dir: str, batch: int, n: int, warmup: int) -> dict[
     return {"worker": worker, f"augment_{dev}": rate(step, batch, max(n, 8), 10)}
 
 
-def bench_wav(audio_dir: str, name: str, batch: int, n: int, warmup: int) -> dict[str, float]:
-    """The official BYOL-A way: decode the WAV, crop 0.95 s, log-mel per example (then the augmentations)."""
+def wav_batches(audio_dir: str, name: str, batch: int):
+    """``next_batch()`` the official BYOL-A way: decode the WAV, crop 0.95 s, log-mel per example, then
+    the same sampler and collation as the shard path.  The augmentations are melstream's (numpy, ~2x
+    faster per example than the official per-example torch modules), which favours the WAV path: the
+    ratio isolates what reading precomputed log-mels saves."""
     import soundfile as sf
     from types import SimpleNamespace
 
@@ -114,17 +119,45 @@ def bench_wav(audio_dir: str, name: str, batch: int, n: int, warmup: int) -> dic
     rng = np.random.default_rng(0)
 
     def one():
-        wav, sr = sf.read(files[int(rng.integers(len(files)))], dtype="float32")
+        # as byol_a/dataset.py (WaveInLMSOutDataset.__getitem__): soundfile's default float64 read of the
+        # whole file, torch.tensor(...).to(float32), a random 0.95-s crop, log-mel of the crop
+        wav, sr = sf.read(files[int(rng.integers(len(files)))])
+        wav = torch.tensor(wav).to(torch.float32)
         s = int(rng.integers(0, max(len(wav) - seg, 0) + 1))
         with torch.inference_mode():
-            mel = to_mel(torch.from_numpy(wav[s:s + seg])).numpy()
+            mel = to_mel(wav[s:s + seg]).numpy()
         return sampler(mel, {}, rng)
 
     def next_batch():
         exs = [one() for _ in range(batch)]
         return collate(exs, [True] * batch, sampler, rng)
 
-    return rate(next_batch, batch, n, warmup)
+    return next_batch
+
+
+def side_by_side(shard_dir: str, audio_dir: str, name: str, batch: int, rounds: int, warmup: int) -> dict[str, float]:
+    """Shards and the WAV path, one batch each in turn (order alternating), after both have warmed up
+    (for ``views``: a full mixup memory, the steady state of a run).  Both see the same machine at the
+    same moments, so their ratio is stable where separate runs swing by 10-30 % on a shared host.
+    ``ratio`` is the median over rounds of (WAV batch time / shard batch time)."""
+    from pipeline import build_loader
+
+    loader, _ = build_loader([shard_dir], name, batch, mode="train", seed=0)
+    it = iter(loader)
+    paths = {"shards": lambda: next(it), "wav": wav_batches(audio_dir, name, batch)}
+    for fn in paths.values():
+        for _ in range(warmup):
+            fn()
+    t: dict[str, list[float]] = {"shards": [], "wav": []}
+    for r in range(rounds):
+        for k in (("shards", "wav") if r % 2 == 0 else ("wav", "shards")):
+            c0 = time.thread_time()
+            paths[k]()
+            t[k].append(time.thread_time() - c0)
+    ratios = [w / s for w, s in zip(t["wav"], t["shards"])]
+    return {"shards": batch / min(t["shards"]), "wav": batch / min(t["wav"]),
+            "shards_median": batch / float(np.median(t["shards"])), "wav_median": batch / float(np.median(t["wav"])),
+            "ratio": float(np.median(ratios)), "ratio_min": float(min(ratios))}
 
 
 def bench_workers(shard_dir: str, name: str, batch: int, n: int, workers: int) -> float:
@@ -148,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=8, help="measured one-batch windows per figure")
     ap.add_argument("--warmup", type=int, default=4, help="batches before measuring (fills the shuffle buffer)")
+    ap.add_argument("--rounds", type=int, default=12, help="alternating shard/WAV batches for the ratio")
+    ap.add_argument("--warmup-side", type=int, default=9,
+                    help="batches of each path before the side-by-side rounds (9 x 256 fills the 2048-entry mixup memory)")
     ap.add_argument("--workers", type=int, default=2, help="also measure this many DataLoader workers (0: skip)")
     a = ap.parse_args(argv)
 
@@ -168,19 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     res["crops_per_clip_4"] = {k: bench_shards(shard_dir, k, a.batch, a.batches, a.warmup, crops_per_clip=4)
                                for k in ("crop", "views")}
     res["views_device"] = bench_device_views(shard_dir, a.batch, a.batches, a.warmup)
-    res["wav"] = {k: bench_wav(audio_dir, k, a.batch, 3, 1) for k in ("crop", "views")}
+    res["wav"] = {k: side_by_side(shard_dir, audio_dir, k, a.batch, a.rounds, a.warmup_side) for k in ("crop", "views")}
+    for k, r in res["wav"].items():
+        print(f"{k:24s} shards {r['shards']:8.0f} /s vs WAV {r['wav']:6.0f} /s per worker, side by side: "
+              f"ratio {r['ratio']:.1f} (median of {a.rounds} rounds, lowest {r['ratio_min']:.1f})", flush=True)
     if a.workers > 1:
         torch.set_num_threads(1)
         res["workers_total"] = {k: bench_workers(shard_dir, k, a.batch, 3 * a.batches, a.workers) for k in ("crop", "views")}
     per_worker = {k: round(v["cpu"]) for k, v in res["samplers"].items()}
-    ratio = {k: round(res["samplers"][k]["cpu"] / res["wav"][k]["cpu"], 1) for k in ("crop", "views")}
+    ratio = {k: round(res["wav"][k]["ratio"], 1) for k in ("crop", "views")}
     out = {
         "examples_per_s_per_worker": per_worker,
         "shards_vs_wav_ratio": ratio,
-        "wav_examples_per_s_per_worker": {k: round(v["cpu"]) for k, v in res["wav"].items()},
+        "shards_vs_wav_ratio_lowest_round": {k: round(v["ratio_min"], 1) for k, v in res["wav"].items()},
+        "side_by_side_examples_per_s_per_worker": {k: {"shards": round(v["shards"]), "wav": round(v["wav"])}
+                                                  for k, v in res["wav"].items()},
+        "wav_examples_per_s_per_worker": {k: round(v["wav"]) for k, v in res["wav"].items()},
         "median_examples_per_s_per_worker": {k: round(v["cpu_median"]) for k, v in res["samplers"].items()},
         "wall_examples_per_s": {k: round(v["wall"]) for k, v in res["samplers"].items()},
-        "wav_median_examples_per_s_per_worker": {k: round(v["cpu_median"]) for k, v in res["wav"].items()},
+        "wav_median_examples_per_s_per_worker": {k: round(v["wav_median"]) for k, v in res["wav"].items()},
         "crops_per_clip_4_per_worker": {k: round(v["cpu"]) for k, v in res["crops_per_clip_4"].items()},
         "views_augment_on_device": {k: round(v["cpu"]) for k, v in res["views_device"].items()},
         f"total_examples_per_s_{a.workers}_workers_wall": {k: round(v) for k, v in res.get("workers_total", {}).items()},

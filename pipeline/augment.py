@@ -49,21 +49,31 @@ def standardize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     return ((x - np.float32(m)) / np.float32(s + eps)).astype(np.float32, copy=False)
 
 
-def batch_normalize(xs: list[np.ndarray], valid: np.ndarray | None = None, eps: float = 1e-8) -> list[np.ndarray]:
-    """Post-normalisation (BYOL-A Sec. III-D): one mean/std over all views of the (valid) batch rows."""
-    sel = xs if valid is None or np.all(valid) else [x[np.asarray(valid, dtype=bool)] for x in xs]
+def batch_normalize(xs: list[np.ndarray], valid: np.ndarray | None = None, eps: float = 1e-8,
+                    inplace: bool = False) -> list[np.ndarray]:
+    """Post-normalisation (BYOL-A Sec. III-D): one mean/std over all views of the (valid) batch rows.
+
+    The mean is a pairwise float32 sum, the variance that of the centred values (no cancellation);
+    ``inplace=True`` overwrites ``xs`` (float32, writable) instead of allocating.
+    """
+    keep = None if valid is None or np.all(valid) else np.asarray(valid, dtype=bool)
+    sel = xs if keep is None else [x[keep] for x in xs]
     n = sum(x.size for x in sel)
     if n == 0:
         return xs
-    total = sum(float(x.sum(dtype=np.float64)) for x in sel)
-    total_sq = sum(float(np.dot(x.ravel(), x.ravel())) for x in sel)
-    m = total / n
-    sd = math.sqrt(max(total_sq / n - m * m, 0.0)) + eps
+    m = sum(float(x.sum(dtype=np.float32)) for x in sel) / n
     out = []
     for x in xs:
-        y = x - np.float32(m)
-        y *= np.float32(1.0 / sd)
+        y = x if inplace else x.astype(np.float32, copy=True)
+        y -= np.float32(m)
         out.append(y)
+    sq = 0.0
+    for y in (out if keep is None else [y[keep] for y in out]):
+        f = y.reshape(-1)
+        sq += float(np.dot(f, f))
+    inv = np.float32(1.0 / (math.sqrt(sq / n) + eps))
+    for y in out:
+        y *= inv
     return out
 
 
@@ -203,14 +213,19 @@ def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def rrc_params(n_freq: int, n_time: int, rng: np.random.Generator, virtual_crop: float = 1.5,
                time_scale: tuple[float, float] = (0.6, 1.5), freq_scale: tuple[float, float] = (0.6, 1.5)) -> tuple[int, int, int, int]:
-    """Crop ``(i, j, h, w)`` on the virtual canvas ``[F, floor(virtual_crop T)]`` (BYOL-A Sec. III-C)."""
+    """Crop ``(i, j, h, w)`` on the virtual canvas ``[F, floor(virtual_crop T)]`` (BYOL-A Sec. III-C).
+
+    ``h = floor(min(U(freq_scale), 1) F)``, ``w = floor(U(time_scale) T)``, the corner uniform over
+    the places where the crop fits; all four from one draw of the generator.
+    """
+    u = rng.random(4)
     canvas_w = int(n_time * virtual_crop)
-    h = int(min(rng.uniform(*freq_scale), 1.0) * n_freq)
-    w = int(rng.uniform(*time_scale) * n_time)
+    h = int(min(freq_scale[0] + u[0] * (freq_scale[1] - freq_scale[0]), 1.0) * n_freq)
+    w = int((time_scale[0] + u[1] * (time_scale[1] - time_scale[0])) * n_time)
     h = min(max(h, 1), n_freq)
     w = min(max(w, 1), canvas_w)
-    i = int(rng.integers(0, n_freq - h + 1))
-    j = int(rng.integers(0, canvas_w - w + 1))
+    i = min(int(u[2] * (n_freq - h + 1)), n_freq - h)
+    j = min(int(u[3] * (canvas_w - w + 1)), canvas_w - w)
     return i, j, h, w
 
 
@@ -220,20 +235,26 @@ def canvas_offset(n_time: int, virtual_crop: float = 1.5) -> int:
 
 
 def random_resize_crop(x: np.ndarray, params: tuple[int, int, int, int], virtual_crop: float = 1.5) -> np.ndarray:
-    """Apply the crop ``params`` from :func:`rrc_params` to ``x`` ``[F, T]`` -> ``[F, T]`` float32."""
+    """Apply the crop ``params`` from :func:`rrc_params` to ``x`` ``[F, T]`` -> ``[F, T]`` float32.
+
+    The canvas outside the input is zero, so only the crop columns that overlap the input take part:
+    ``out = M_F @ x[i:i+h, a:b] @ M_T[a':b']`` (rows of the time matrix for those columns).
+    """
     n_freq, n_time = x.shape
     i, j, h, w = params
     x0 = canvas_offset(n_time, virtual_crop)
-    crop = np.zeros((h, w), dtype=np.float32)
     a, b = max(j, x0), min(j + w, x0 + n_time)  # canvas columns holding the input
-    if b > a:
-        crop[:, a - j:b - j] = x[i:i + h, a - x0:b - x0]
-    mf, mt = bicubic_matrix(h, n_freq), bicubic_matrix_t(w, n_time)
+    if b <= a:
+        return np.zeros((n_freq, n_time), dtype=np.float32)
+    part = x[i:i + h, a - x0:b - x0]
+    mt = bicubic_matrix_t(w, n_time)[a - j:b - j]
     if h == n_freq:  # min(U(0.6, 1.5), 1) = 1 in more than half the draws: the frequency resize is the identity
-        return crop @ mt
-    if h * w * n_time + n_freq * h * n_time < n_freq * h * w + n_freq * w * n_time:  # cheaper order first
-        return mf @ (crop @ mt)
-    return (mf @ crop) @ mt
+        return part @ mt
+    mf = bicubic_matrix(h, n_freq)
+    k = b - a
+    if h * k * n_time + n_freq * h * n_time < n_freq * h * k + n_freq * k * n_time:  # cheaper order first
+        return mf @ (part @ mt)
+    return (mf @ part) @ mt
 
 
 @lru_cache(maxsize=1024)

@@ -22,10 +22,12 @@ JSON, bad zstd/npy, shape mismatch, non-finite values) are skipped with a warnin
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import multiprocessing as mp
+import os
 import random
 import zlib
 from typing import Any, Iterator
@@ -37,10 +39,26 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .manifests import DatasetFacts, ShardRef
 from .samplers.base import Sampler
-from .tario import CorruptSample, decode_clip, iter_tar_stream
-from .urls import open_stream
+from .tario import CorruptSample, decode_clip, iter_tar_stream, map_file
+from .urls import local_path, open_stream, scheme_of
 
 log = logging.getLogger("melstream.pipeline")
+
+
+# Local shards are read through a read-only mmap: member bytes are zero-copy views, and chunks a crop
+# does not need are never copied (~7 % more crops/s than buffered reads, interleaved A/B).  Shards are
+# immutable once written (temp file + rename), so a mapping never sees a file change under it.
+# MELSTREAM_MMAP=0 reads local shards as streams, like remote ones.
+USE_MMAP = os.environ.get("MELSTREAM_MMAP", "1") != "0"
+
+
+def open_shard(url: str, allow_pipe: bool = False) -> Any:
+    """A context manager giving a forward-only ``read(n)`` stream of one shard."""
+    if USE_MMAP and scheme_of(url) in ("", "file"):
+        mapped = map_file(local_path(url))
+        if mapped is not None:
+            return contextlib.nullcontext(mapped)
+    return open_stream(url, allow_pipe=allow_pipe)
 
 
 class SkipCounter:
@@ -189,7 +207,7 @@ class MelStream(IterableDataset):
         for ref in refs:
             n = 0
             try:
-                with open_stream(ref.url, allow_pipe=self.allow_pipe) as f:
+                with open_shard(ref.url, allow_pipe=self.allow_pipe) as f:
                     for key, members in iter_tar_stream(f):
                         n += 1
                         yield key, members

@@ -51,7 +51,7 @@ def _read_exact(f: IO[bytes], n: int) -> bytes:
                 raise TruncatedShard(f"archive ends {n - got} bytes short of a {n}-byte record")
             parts.append(more)
             got += len(more)
-        data = b"".join(parts)
+        data = b"".join(bytes(p) for p in parts)
     return data
 
 
@@ -78,12 +78,41 @@ def _pax_records(data: bytes) -> dict[str, str]:
 
 
 def _checksum_ok(h: bytes) -> bool:
-    stored = _octal(h[148:156])
-    b = np.frombuffer(h, dtype=np.uint8)
-    return stored == int(b.sum()) - int(b[148:156].sum()) + 8 * 32
+    """POSIX header checksum: the byte sum with the 8 checksum bytes counted as spaces."""
+    return _octal(h[148:156]) == int(np.frombuffer(h, dtype=np.uint8).sum()) - sum(h[148:156]) + 8 * 32
 
 
-def iter_tar_members(f: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+class MemoryStream:
+    """A forward-only ``read(n)`` over a buffer (an ``mmap`` of a local shard) that returns zero-copy
+    ``memoryview`` slices, with the short-read-at-the-end behaviour of a file."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self, buf) -> None:
+        self._buf = memoryview(buf)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> memoryview:
+        a = self._pos
+        b = len(self._buf) if n < 0 else min(a + n, len(self._buf))
+        self._pos = b
+        return self._buf[a:b]
+
+
+def map_file(path: str) -> MemoryStream | None:
+    """A :class:`MemoryStream` over a read-only ``mmap`` of ``path``; ``None`` where mapping is not
+    possible (empty or special file).  The map closes itself when the last view of it is gone."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        try:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):
+            return None
+    return MemoryStream(mm)
+
+
+def iter_tar_members(f: IO[bytes] | MemoryStream) -> Iterator[tuple[str, bytes]]:
     """``(name, data)`` of every regular member; raises ValueError / TruncatedShard on bad archives."""
     pax: dict[str, str] = {}
     while True:
@@ -91,7 +120,9 @@ def iter_tar_members(f: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if len(h) == 0:
             raise TruncatedShard("archive ends without its end-of-archive marker")
         if len(h) < _BLOCK:
-            h += _read_exact(f, _BLOCK - len(h))
+            h = bytes(h) + bytes(_read_exact(f, _BLOCK - len(h)))
+        elif type(h) is not bytes:
+            h = bytes(h)
         if h == _ZERO_BLOCK:
             return
         if not _checksum_ok(h):
@@ -106,7 +137,7 @@ def iter_tar_members(f: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if typeflag in (b"x", b"g"):
             if size > MAX_JSON_BYTES:
                 raise ValueError("pax header too large")
-            data = _read_exact(f, size + (-size) % _BLOCK)[:size]
+            data = bytes(_read_exact(f, size + (-size) % _BLOCK)[:size])
             if typeflag == b"x":
                 pax = _pax_records(data)
             continue
@@ -124,7 +155,7 @@ def iter_tar_members(f: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         yield name, (memoryview(data)[:size] if pad else data)
 
 
-def iter_tar_stream(f: IO[bytes]) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_tar_stream(f: IO[bytes] | MemoryStream) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Group members into ``(key, {ext: bytes})`` like ``shards.reader.iter_tar_samples``, from a stream."""
     cur_key, cur = None, {}
     for name, data in iter_tar_members(f):

@@ -122,6 +122,28 @@ def test_tar_reader_matches_shards_reader(synth, tmp_path):
             list(iter_tar_stream(io.BytesIO(data[:cut])))
 
 
+def test_mapped_and_streamed_reads_agree(synth, tmp_path, monkeypatch):
+    import pipeline.dataset as D
+    from pipeline.tario import MemoryStream, map_file
+
+    path = os.path.join(synth, shard_name("synth", "a", 0))
+    got = [(k, {e: bytes(v) for e, v in m.items()}) for k, m in iter_tar_stream(map_file(path))]
+    assert got == list(iter_tar_samples(path))
+    data = open(path, "rb").read()
+    for cut in (len(data) // 2, last_member_middle(path), 512 * 3 + 7):
+        with pytest.raises(TruncatedShard):
+            list(iter_tar_stream(MemoryStream(data[:cut])))
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(b"")
+    assert map_file(str(empty)) is None  # cannot be mapped: read as a stream (and counted as corrupt)
+    kw = dict(batch_size=8, mode="train", shuffle_buffer=16, seed=2)
+    monkeypatch.setattr(D, "USE_MMAP", True)
+    a = take(build_loader([synth], "views", **kw)[0], 3)
+    monkeypatch.setattr(D, "USE_MMAP", False)
+    b = take(build_loader([synth], "views", **kw)[0], 3)
+    assert all(same(x, y) for x, y in zip(a, b))
+
+
 @pytest.mark.parametrize("codec", ["f16", "f16planes", "u8"])
 def test_every_codec_decodes_like_shards_reader(tmp_path, codec):
     from pipeline.tario import decode_clip

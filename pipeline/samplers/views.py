@@ -83,7 +83,7 @@ class Views(Sampler):
 
     def collate(self, batch, rng):
         if self.post_norm and self.augment_on == "worker":
-            batch["x1"], batch["x2"] = batch_normalize([batch["x1"], batch["x2"]], batch.get("valid"))
+            batch["x1"], batch["x2"] = batch_normalize([batch["x1"], batch["x2"]], batch.get("valid"), inplace=True)
         return batch
 
     def device_transform(self):
