@@ -187,3 +187,39 @@ def test_bf16_mixed_precision_and_grad_accumulation(demo_small, tmp_path):
 
     cfg = yaml.safe_load(open(tmp_path / "bf16" / "config.yaml"))
     assert cfg["local_batch"] == 4 and cfg["grad_accum"] == 2 and cfg["mixed_precision"] == "bf16"
+
+
+def test_default_steps_follow_the_papers_training_length():
+    from types import SimpleNamespace
+
+    from models.objectives import OBJECTIVES
+    from train.loop import DEFAULT_STEPS, resolve_steps
+
+    assert resolve_steps(7, OBJECTIVES["byol_a"].default_hparams(), 10.0) == 7  # --steps wins
+    assert resolve_steps(None, OBJECTIVES["temporal_gap"].default_hparams(), 10.0) == 300_000  # 000 Sec. 4
+    assert resolve_steps(None, OBJECTIVES["simclr"].default_hparams(), 10.0) == 200_000
+    # BYOL-A: 100 epochs; 1,000 clips at batch 256 -> 3.90625 steps per epoch -> 391 steps
+    assert resolve_steps(None, OBJECTIVES["byol_a"].default_hparams(), 1000 / 256) == 391
+    assert resolve_steps(None, SimpleNamespace(total_steps=None, epochs=None), None) == DEFAULT_STEPS
+
+
+def test_batch_coupled_losses_refuse_gradient_accumulation(demo_small, tmp_path):
+    d = os.path.join(demo_small[0], "pretrain")
+    with pytest.raises(ValueError, match="couples the examples"):
+        train(_cfg(d, tmp_path / "acc", "simclr", 2, [*SMALL["simclr"], "--grad-accum", "2"]))
+
+
+def test_lars_adapts_weights_even_without_weight_decay():
+    from types import SimpleNamespace
+
+    from train.optim import build_optimizer
+
+    w, b = torch.nn.Parameter(torch.ones(4, 4)), torch.nn.Parameter(torch.ones(4))
+    hp = SimpleNamespace(optimizer="lars", lr=0.2, momentum=0.9, weight_decay=0.0, lars_trust_coeff=1e-3)
+    opt = build_optimizer([{"name": "weights", "params": [w]}, {"name": "bias_bn", "params": [b]}], hp)
+    assert opt.param_groups[0]["always_adapt"] and not opt.param_groups[1]["always_adapt"]
+    w.grad, b.grad = torch.full_like(w, 1.0), torch.full_like(b, 1.0)
+    opt.step()
+    # trust ratio 1e-3 * |w| / |g| = 1e-3 on the weights: a step of 0.2e-3, not 0.2
+    assert torch.allclose(w, torch.full_like(w, 1 - 0.2e-3), atol=1e-7)
+    assert torch.allclose(b, torch.full_like(b, 1 - 0.2))

@@ -26,7 +26,7 @@ class TrainConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     shards: list[str] = field(default_factory=lambda: ["data/demo/pretrain"])
     out: str = "runs/default"
-    steps: int = 1000
+    steps: int | None = None  # default: the method's paper length (total_steps, or epochs of the shards)
     batch_size: int | None = None  # global batch (all processes, one optimiser step); default: paper value
     grad_accum: int = 1
     clip_grad: float | None = None
@@ -54,7 +54,7 @@ _HELP = {
     "encoder": "encoder name (default: the method's)",
     "shards": "one or more shard directories or URLs (checked for one frontend)",
     "out": "run directory (checkpoints, metrics.jsonl, config.yaml, encoder.safetensors)",
-    "steps": "optimiser steps",
+    "steps": "optimiser steps (default: the paper's training length: its total_steps, or its epochs over the shards' clips)",
     "batch_size": "global batch per optimiser step, split over processes and accumulation steps",
     "grad_accum": "gradient accumulation steps",
     "clip_grad": "clip the global gradient norm to this value",
@@ -143,7 +143,7 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str])
     if data.get("method") not in methods:
         raise SystemExit(f"error: unknown method {data.get('method')!r}; choose from {methods}")
     cfg = TrainConfig(**data)
-    if cfg.steps < 1 or cfg.grad_accum < 1 or cfg.save_every < 1 or cfg.keep_last < 1:
+    if (cfg.steps is not None and cfg.steps < 1) or cfg.grad_accum < 1 or cfg.save_every < 1 or cfg.keep_last < 1:
         raise SystemExit("error: --steps, --grad-accum, --save-every and --keep-last must be >= 1")
     if cfg.mixed_precision not in ("no", "bf16", "fp16"):
         raise SystemExit("error: --mixed-precision must be no, bf16 or fp16")

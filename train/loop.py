@@ -12,6 +12,7 @@ layers become SyncBatchNorm under DDP.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -37,6 +38,22 @@ ProbeFn = Callable[[torch.nn.Module, dict], dict]
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+DEFAULT_STEPS = 100_000
+
+
+def resolve_steps(steps: int | None, hp: Any, steps_per_epoch: float | None) -> int:
+    """``--steps`` if given, else the paper's length: ``total_steps``, else ``epochs`` over the shards'
+    clips (one epoch = every clip once, as the papers count them), else :data:`DEFAULT_STEPS`."""
+    if steps is not None:
+        return int(steps)
+    if getattr(hp, "total_steps", None):
+        return int(hp.total_steps)
+    if getattr(hp, "epochs", None) and steps_per_epoch:
+        return max(int(math.ceil(hp.epochs * steps_per_epoch)), 1)
+    log.warning("no --steps and no paper training length for this method: %d steps", DEFAULT_STEPS)
+    return DEFAULT_STEPS
 
 
 def shutdown_distributed(timeout_s: float = 60.0) -> bool:
@@ -202,6 +219,10 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     if unknown_hp:
         raise ValueError(f"unknown hyperparameters for {cfg.method}: {sorted(unknown_hp)}")
     global_batch = int(cfg.batch_size or hp.batch_size)
+    if cfg.grad_accum > 1 and getattr(obj_cls, "batch_coupled", False):
+        raise ValueError(f"--grad-accum {cfg.grad_accum}: the {cfg.method} loss couples the examples of a batch (in-batch "
+                         f"negatives / cross-correlation), so accumulation would shrink the batch it sees to "
+                         f"{global_batch // cfg.grad_accum}; use more processes or a smaller --batch-size instead")
     trackers = []
     if cfg.tracker in ("auto", "tensorboard"):
         try:
@@ -247,6 +268,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
+    cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)

@@ -8,6 +8,7 @@ Schedules: ``constant`` or ``warmup_cosine`` (linear warm-up, then cosine to ``f
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -30,6 +31,8 @@ def build_optimizer(groups: list[dict[str, Any]], hp: Any) -> torch.optim.Optimi
                 g["trust_clip"] = False
                 g["always_adapt"] = False
                 g["weight_decay"] = 0.0
+            else:  # timm adapts only when weight decay != 0 unless told to: keep LARS with --hp weight_decay=0
+                g["always_adapt"] = True
         return Lars(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
                     trust_coeff=getattr(hp, "lars_trust_coeff", 1e-3))
     raise ValueError(f"unknown optimizer {name!r} (adam, adamw, sgd, lars)")
@@ -50,7 +53,11 @@ def build_scheduler(opt: torch.optim.Optimizer, hp: Any, total_steps: int,
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     if hp.schedule != "warmup_cosine":
         raise ValueError(f"unknown schedule {hp.schedule!r}")
-    warm = min(warmup_steps_for(hp, total_steps, steps_per_epoch), max(total_steps // 10, 1))
+    want = warmup_steps_for(hp, total_steps, steps_per_epoch)
+    warm = min(want, max(total_steps // 10, 1))
+    if warm < want:
+        logging.getLogger("melstream.train").warning(
+            "warm-up of %d steps capped at %d (1/10 of a %d-step run)", want, warm, total_steps)
     final = float(hp.final_lr_ratio)
 
     def f(step: int) -> float:

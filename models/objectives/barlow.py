@@ -70,6 +70,7 @@ class BarlowTwinsObjective(Objective):
     """``barlow_twins`` (DeLoRes-S). Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
 
     name = "barlow_twins"
+    batch_coupled = True
     sampler = "views"
     batch_keys = ("x1", "x2")
     default_encoder = ("audio_ntt", {"d": 2048})

@@ -116,6 +116,9 @@ class Objective(nn.Module):
     needs_blocks: ClassVar[bool] = False
     batch_keys: ClassVar[tuple[str, ...]] = ()
     default_encoder: ClassVar[tuple[str, dict[str, Any]]] = ("mobile", {})
+    # True when the loss couples the examples of a batch (in-batch negatives, a cross-correlation
+    # matrix): gradient accumulation would then shrink the batch the loss sees, so the trainer refuses it.
+    batch_coupled: ClassVar[bool] = False
     HParams: ClassVar[type[HParams]] = HParams
 
     #: pairs ``(target_attr, online_attr)`` updated by :meth:`after_step` with ``hparams.ema_tau``

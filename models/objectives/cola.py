@@ -44,6 +44,7 @@ class ColaObjective(Objective):
     """``cola``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two segments of each clip)."""
 
     name = "cola"
+    batch_coupled = True
     sampler = "clip_pair"
     batch_keys = ("x1", "x2")
     default_encoder = ("efficientnet_b0", {"head": "cola"})

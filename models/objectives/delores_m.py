@@ -79,6 +79,7 @@ class DeLoResMObjective(Objective):
     """``delores_m``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
 
     name = "delores_m"
+    batch_coupled = True
     sampler = "views"
     needs_blocks = True
     batch_keys = ("x1", "x2")

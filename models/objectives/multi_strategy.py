@@ -74,6 +74,7 @@ class MultiStrategyObjective(Objective):
     """``multi_strategy``. Batch: ``x1``, ``x2``, ``x_pitch`` ``[B, 1, F, N]``, ``pitch_factor`` ``[B]``."""
 
     name = "multi_strategy"
+    batch_coupled = True
     sampler = "clip_pair+pitch_shift"
     needs_frames = True
     batch_keys = ("x1", "x2", "x_pitch", "pitch_factor")

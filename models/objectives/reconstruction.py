@@ -34,6 +34,7 @@ class ReconstructionHParams(HParams):
     batch_size: int = 256
     n_frames: int = 96
     context_slices: int = 2  # P, slices on each side of the target (CBoW / skip-gram)
+    total_steps: int | None = 300_000  # Sec. 4: losses and probes "saturate after approximately 300k iterations"
     source: str = "Tagliasacchi et al. 2019, Sec. 4 (Adam lr 1e-3, batch 256, P=2, G=2, N=96)"
 
 

@@ -52,6 +52,7 @@ class SimCLRObjective(Objective):
     """``simclr``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two views)."""
 
     name = "simclr"
+    batch_coupled = True
     sampler = "mix_views"
     batch_keys = ("x1", "x2")
     default_encoder = ("slowfast_nfnet_f0", {"n_mels": 80})

@@ -27,6 +27,7 @@ class TemporalGapHParams(HParams):
     batch_size: int = 256
     n_frames: int = 96
     hidden: int = 64
+    total_steps: int | None = 300_000  # Sec. 4: losses and probes "saturate after approximately 300k iterations"
     source: str = "Tagliasacchi et al. 2019, Secs. 3-4 (hidden 64, CE on soft target, Adam lr 1e-4, batch 256)"
 
 

@@ -31,6 +31,7 @@ class TripletHParams(HParams):
     margin: float = 0.1
     squared: bool = True
     normalize: bool = True
+    total_steps: int | None = 300_000  # Sec. 4: losses and probes "saturate after approximately 300k iterations"
     source: str = "Tagliasacchi et al. 2019, Sec. 4 (Adam lr 1e-4, batch 256); loss after Jansen et al. 2018"
 
 
