@@ -238,3 +238,36 @@ def test_autoencoder_on_non_mobile_uses_generic_decoder():
     assert type(obj.decoder).__name__ == "MLPDecoder"
     _assert_trains(obj, make_batch("autoencoder", b=2, n_mels=64, n=16))
 
+
+
+def test_supervised_mixing_softmax_and_preset():
+    from models.objectives.losses import soft_target_ce
+
+    torch.manual_seed(0)
+    obj = build_objective("supervised", TinyEncoder(), num_classes=4)
+    assert obj.hparams.mix_beta == (5.0, 2.0) and obj.hparams.loss == "bce"  # W22 defaults
+    x = torch.randn(64, 1, F_, N_)
+    y = torch.nn.functional.one_hot(torch.arange(64) % 4, 4).float()
+    mx, my = obj.mix(x, y)
+    own = my[torch.arange(64), torch.arange(64) % 4]  # weight left on each example's own class
+    two = (my > 0).sum(1) == 2  # rows mixed with another class
+    assert torch.allclose(my.sum(1), torch.ones(64)) and ((my > 0).sum(1) <= 2).all()  # label mass preserved
+    assert two.sum() > 32 and 0.6 < float(own[two].mean()) < 0.8  # lambda ~ Beta(5, 2), mean 5/7
+    i = int(torch.nonzero(two)[0])
+    j = int(torch.nonzero((x.flatten(1) - (mx[i].flatten() - own[i] * x[i].flatten()) / (1 - own[i])).abs().amax(1) < 1e-4)[0])
+    assert j != i and torch.allclose(mx[i], own[i] * x[i] + (1 - own[i]) * x[j], atol=1e-5)  # same lambda for x
+    # preset: T19's single-label softmax CE without mixing, through the --hp route as well
+    t19 = build_objective("supervised", TinyEncoder(), num_classes=4, preset="tagliasacchi2019")
+    assert (t19.hparams.loss, t19.hparams.mix_beta, t19.hparams.lr, t19.hparams.batch_size) == ("softmax", None, 1e-3, 256)
+    assert OBJECTIVES["supervised"].default_hparams("tagliasacchi2019").loss == "softmax"
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_objective("supervised", TinyEncoder(), num_classes=4, preset="nope")
+    # soft-target CE equals the usual CE on one-hot rows and skips unlabelled rows
+    logits = torch.randn(6, 4)
+    y6 = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 0, 1]), 4).float()
+    assert torch.allclose(soft_target_ce(logits, y6), torch.nn.functional.cross_entropy(logits, y6.argmax(1)), atol=1e-6)
+    y6[5] = 0
+    assert torch.allclose(soft_target_ce(logits, y6), torch.nn.functional.cross_entropy(logits[:5], y6[:5].argmax(1)), atol=1e-6)
+    out = t19({"x": x[:8], "labels": y[:8]})
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])

@@ -213,9 +213,9 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     from pipeline import build_loader, read_manifests
 
     obj_cls = get_objective_class(cfg.method)
-    hp = obj_cls.HParams(**{k: v for k, v in {**obj_cls.default_hparams().to_dict(), **cfg.hparams}.items()
-                            if k in {f for f in obj_cls.default_hparams().to_dict()}})
-    unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"num_classes", "decoder"}
+    base_hp = obj_cls.default_hparams(cfg.hparams.get("preset")).to_dict()
+    hp = obj_cls.HParams(**{k: v for k, v in {**base_hp, **cfg.hparams}.items() if k in base_hp})
+    unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"num_classes", "decoder", "preset"}
     if unknown_hp:
         raise ValueError(f"unknown hyperparameters for {cfg.method}: {sorted(unknown_hp)}")
     global_batch = int(cfg.batch_size or hp.batch_size)

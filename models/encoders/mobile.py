@@ -3,9 +3,11 @@
 Table 1 (input 96 frames x 64 mels): five conv layers with 8, 16, 32, 64, 128 channels, each halving
 time and frequency, then global max-pool and a fully connected layer to ``d = 128``.  "Each
 convolutional layer consists of a series of two convolutions, one along the time axis (3x1xC_in x
-C_out) and one along the frequency axis (1x3xC_out x C_out), in parallel to a pointwise 1x1
+C_out) and one along the frequency axis (1x3xC_in x C_out), in parallel to a pointwise 1x1
 convolution as a residual connection.  All activation functions are ReLUs and batch normalization is
-used in all convolutional layers.  Each layer is followed by max-pooling" (Sec. 4).
+used in all convolutional layers.  Each layer is followed by max-pooling" (Sec. 4).  The frequency
+conv here maps C_out -> C_out (it follows the time conv): the only reading that reproduces the
+per-layer parameter counts of Table 1 (0.2k / 1k / 5k / 20k / 82k).
 
 Choices the paper leaves open (documented in docs/models.md):
 

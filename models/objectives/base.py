@@ -56,6 +56,17 @@ class HParams:
     n_frames: int = 96  # input frames N the method was trained with (used for shape probes / decoders)
     source: str = ""  # citation of the values above
 
+    PRESETS: ClassVar[tuple[str, ...]] = ()  # names of classmethods giving another paper's values
+
+    @classmethod
+    def preset(cls, name: str | None) -> "HParams":
+        """The defaults (``None``) or a named preset (``--hp preset=NAME``)."""
+        if name is None:
+            return cls()
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; this method has {list(cls.PRESETS) or 'none'}")
+        return getattr(cls, name)()
+
     def replace(self, **kw: Any) -> "HParams":
         return dataclasses.replace(self, **kw)
 
@@ -126,14 +137,15 @@ class Objective(nn.Module):
 
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__()
-        self.hparams = self.HParams(**hparams)
+        base = self.HParams.preset(hparams.pop("preset", None)).to_dict()
+        self.hparams = self.HParams(**{**base, **hparams})
         self.check(encoder, n_frames=self.hparams.n_frames)
         self.encoder = encoder
 
     # ----------------------------------------------------------------- trainer API
     @classmethod
-    def default_hparams(cls) -> HParams:
-        return cls.HParams()
+    def default_hparams(cls, preset: str | None = None) -> HParams:
+        return cls.HParams.preset(preset)
 
     @classmethod
     def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:

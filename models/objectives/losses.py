@@ -18,6 +18,7 @@ from models import distributed as D
 __all__ = [
     "upcast",
     "standardize_per_example",
+    "soft_target_ce",
     "reconstruction_mse",
     "temporal_gap_loss",
     "triplet_margin_loss",
@@ -37,6 +38,17 @@ __all__ = [
 def upcast(t: torch.Tensor) -> torch.Tensor:
     """Half-precision tensors to float32 (losses are evaluated in at least single precision)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def soft_target_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy against each row's label distribution (``labels / labels.sum()``: a
+    one-hot row gives the usual CE, a mixed row its mixture); rows without labels are left out."""
+    mass = labels.sum(-1)
+    keep = mass > 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    target = labels[keep] / mass[keep, None]
+    return -(target * F.log_softmax(logits[keep].float(), -1)).sum(-1).mean()
 
 
 def standardize_per_example(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
