@@ -2,6 +2,8 @@
 
 10-second demo clips (speech-like, instruments, noise textures, impacts) go through the real
 folder ingest (ffmpeg decode + torchaudio log-mel + codec + tar write) with 1 and 2 workers.
+FLAC goes through the batched decode (``DECODE_BATCH`` files per ffmpeg process) and, for
+comparison, one ffmpeg process per file (``--decode-batch 1``).
 Sizes compare each codec with 16-bit WAV and FLAC of the same audio; decode time per clip is
 what the training reader pays.
 """
@@ -20,7 +22,7 @@ from _common import merge_results, table
 import shards
 from ingest.decode import transcode
 from ingest.demo import write_corpus
-from ingest.engine import IngestConfig, run_ingest
+from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest
 from ingest.sources.folder import FolderSource
 
 
@@ -47,14 +49,16 @@ def main() -> None:
         for p in wavs:
             transcode(p, os.path.join(flac_dir, os.path.basename(p)[:-4] + ".flac"))
         speed = {}
-        # (label, source folder, workers); 2-worker figures include starting the worker processes
-        for label, folder, workers in (("wav", src, 1), ("flac", flac_dir, 1), ("wav", src, 2)):
-            out = os.path.join(tmp, f"out_{label}_w{workers}")
+        # (label, source folder, workers, decode batch); 2-worker figures include starting the worker processes
+        for label, folder, workers, batch in (("wav", src, 1, DECODE_BATCH), ("flac", flac_dir, 1, DECODE_BATCH),
+                                              ("flac", flac_dir, 1, 1), ("wav", src, 2, DECODE_BATCH)):
+            out = os.path.join(tmp, f"out_{label}_w{workers}_b{batch}")
             t0 = time.perf_counter()
             s = run_ingest(FolderSource(folder, dataset="bench"), IngestConfig(out=out, shard_size=str(max(1, a.clips // 8)),
-                                                                                workers=workers, progress=False))
+                                                                                workers=workers, progress=False,
+                                                                                decode_batch=batch))
             dt = time.perf_counter() - t0
-            speed[(label, workers)] = s["ingested"] / dt / workers
+            speed[(label, workers, batch)] = s["ingested"] / dt / workers
         rows, sizes = [], {}
         for codec in ("f16", "f16planes", "f16chunks", "u8"):
             out = os.path.join(tmp, f"out_{codec}")
@@ -75,9 +79,12 @@ def main() -> None:
                             "max_abs_error": m["codec"]["max_abs_error"]}
             rows.append([codec, float(kb), dec_us, m["codec"]["max_abs_error"], "yes" if m["codec"]["lossless"] else "no"])
         print(f"ingest of {a.clips} x 10-s clips (decode + log-mel + codec + tar), byol_a preset, 64 mels")
-        print(table([[f"{lab} ({'direct read' if lab == 'wav' else 'ffmpeg decode'})", w, v, v * 10]
-                     for (lab, w), v in speed.items()],
+        print(table([[f"{lab} ({'direct read' if lab == 'wav' else f'ffmpeg, {b} per process'})", w, v, v * 10]
+                     for (lab, w, b), v in speed.items()],
                     ["input", "workers", "clips/s per worker", "x real time per worker"]))
+        flac, flac1 = speed[("flac", 1, DECODE_BATCH)], speed[("flac", 1, 1)]
+        print(f"\nFLAC via ffmpeg: {flac:.1f} clips/s per worker with {DECODE_BATCH} files per ffmpeg process, "
+              f"{flac1:.1f} with one process per file ({flac / flac1:.2f} x)")
         print()
         print(table(rows + [["wav16", float(wav_kb), "", "", "yes"], ["flac", flac_kb, "", "", "yes"]],
                     ["format", "KB per 10-s clip", "decode us/clip", "max abs err", "lossless"]))
@@ -86,8 +93,9 @@ def main() -> None:
               f"{sizes[default]['kb_per_clip'] / flac_kb:.3f} x FLAC, "
               f"{sizes[default]['kb_per_clip'] / sizes['f16planes']['kb_per_clip']:.4f} x f16planes")
         path = merge_results("ingest", {
-            "clips_per_s_per_worker": speed[("wav", 1)], "clips_per_s_per_worker_flac_ffmpeg": speed[("flac", 1)],
-            "clips_per_s_per_worker_2workers": speed[("wav", 2)],
+            "clips_per_s_per_worker": speed[("wav", 1, DECODE_BATCH)], "clips_per_s_per_worker_flac_ffmpeg": flac,
+            "clips_per_s_per_worker_flac_ffmpeg_per_file": flac1, "decode_batch": DECODE_BATCH,
+            "clips_per_s_per_worker_2workers": speed[("wav", 2, DECODE_BATCH)],
             "codec": default, "kb_per_clip": sizes[default]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
             "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
         })

@@ -11,7 +11,7 @@ import sys
 from shards.codec import CODECS, DEFAULT_CODEC
 
 from .codec_choices import CODEC_HELP
-from .engine import IngestConfig, run_ingest
+from .engine import DECODE_BATCH, IngestConfig, run_ingest
 from .frontend import PRESETS
 from .sources import SOURCES
 
@@ -35,6 +35,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job-index", type=int, default=0, help="this job's index in [0, num-jobs)")
     p.add_argument("--limit", type=int, default=None, help="ingest at most this many items (first by key)")
     p.add_argument("--min-seconds", type=float, default=0.0, help="reject clips shorter than this")
+    p.add_argument("--decode-batch", type=int, default=DECODE_BATCH,
+                   help=f"files decoded per ffmpeg process where the source supports it (folder, demo; "
+                        f"default {DECODE_BATCH}); 1: one process per file")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     cfg = IngestConfig(out=a.out, preset=a.preset, codec=a.codec, level=a.level, shard_size=a.shard_size,
                        workers=a.workers, num_jobs=a.num_jobs, job_index=a.job_index, min_seconds=a.min_seconds,
-                       limit=a.limit, progress=not a.no_progress)
+                       limit=a.limit, progress=not a.no_progress, decode_batch=a.decode_batch)
     try:
         source = SOURCES[a.source].run(a)
         summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],

@@ -17,8 +17,9 @@ import multiprocessing as mp
 import os
 import re
 import sys
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -61,11 +62,18 @@ class SkipItem(Exception):
 
 
 class Source(Protocol):
+    """A dataset to ingest.  A source may also define ``load_many(items, sample_rate)``: a list
+    with, per item, its audio, the exception ``load`` would raise, or None (then ``load`` is used)."""
+
     dataset: str
 
     def items(self) -> list[Item]: ...
 
     def load(self, item: Item, sample_rate: int) -> np.ndarray: ...
+
+
+# Items a source's ``load_many`` decodes at once (one ffmpeg process for the folder source).
+DECODE_BATCH = 16
 
 
 @dataclass
@@ -82,6 +90,7 @@ class IngestConfig:
     limit: int | None = None
     progress: bool = True
     retry_transient: bool = True
+    decode_batch: int = DECODE_BATCH  # items per ``load_many`` call; 1: ``load`` item by item
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
@@ -237,6 +246,45 @@ class _PreviousShard:
         return mel, meta
 
 
+def _batch_loader(source: Source) -> Callable[[list[Item], int], list] | None:
+    """``source.load_many`` when it can stand in for ``source.load``.
+
+    A subclass that overrides ``load`` but not ``load_many`` (a wrapper, a test) keeps its own
+    per-item ``load``.
+    """
+    fn = getattr(source, "load_many", None)
+    if fn is None:
+        return None
+    mro = type(source).__mro__
+    owner_many = next((k for k in mro if "load_many" in vars(k)), None)
+    owner_load = next((k for k in mro if "load" in vars(k)), None)
+    if owner_many is not None and owner_load is not None and not issubclass(owner_many, owner_load):
+        return None
+    return fn
+
+
+def _loaded(source: Source, items: list[Item], prev: _PreviousShard | None, sample_rate: int,
+            batch: int) -> Iterator[tuple[Item, tuple[np.ndarray, dict] | None, Any]]:
+    """``(item, reused sample or None, audio | exception | None)`` for ``items``, in order.
+
+    With a batched loader the items are decoded ``batch`` at a time (None: load the item alone
+    with ``source.load``); items reused from the previous version of the shard are never decoded.
+    """
+    load_many = _batch_loader(source) if batch > 1 else None
+    step = batch if load_many is not None else 1
+    for g in range(0, len(items), step):
+        group = items[g:g + step]
+        olds = [prev.take(it, source.dataset) if prev is not None else None for it in group]
+        need = [it for it, old in zip(group, olds) if old is None]
+        got: deque = deque([None] * len(need))
+        if load_many is not None and need:
+            got = deque(load_many(need, sample_rate))
+            if len(got) != len(need):
+                raise RuntimeError(f"{type(source).__name__}.load_many returned {len(got)} results for {len(need)} items")
+        for it, old in zip(group, olds):
+            yield it, old, (None if old is not None else got.popleft())  # popped: not kept past its item
+
+
 def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: FrontendConfig,
                 common: dict[str, Any]) -> dict[str, Any]:
     """Decode every item of one planned shard and write it atomically (runs in a worker)."""
@@ -244,13 +292,14 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
     prev = _PreviousShard(cfg.out, task, fe.hash(), cfg.codec) if getattr(source, "reuse_samples", False) else None
     w = ShardWriter(out_dir, task.name, codec=cfg.codec, level=cfg.level, common=common)
     try:
-        for it in task.items:
-            old = prev.take(it, source.dataset) if prev is not None else None
+        for it, old, got in _loaded(source, task.items, prev, fe.sample_rate, cfg.decode_batch):
             if old is not None:
                 w.add(it.key, old[0], old[1])
                 continue
             try:
-                wav = source.load(it, fe.sample_rate)
+                if isinstance(got, BaseException):
+                    raise got
+                wav = source.load(it, fe.sample_rate) if got is None else got
                 expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
                 check_clip(wav, fe, cfg.min_seconds, expected)
                 mel = logmel(wav, fe)
@@ -294,6 +343,8 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     fe = get_preset(cfg.preset)
     if not (0 <= cfg.job_index < cfg.num_jobs):
         raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
+    if cfg.decode_batch < 1:
+        raise ValueError(f"--decode-batch {cfg.decode_batch} must be at least 1")
     items = source.items()
     if cfg.limit is not None:
         items = sorted(items, key=lambda x: x.key)[: cfg.limit]

@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..decode import AUDIO_EXTENSIONS, decode_audio
+from ..decode import AUDIO_EXTENSIONS, decode_audio, decode_many
 from ..engine import Item, SkipItem
 from . import register_source
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# load_many leaves files larger than this to ``load`` (one at a time): sharing a process gains little
+# for them, and a decoded group is held in memory (and in /dev/shm) at once.
+BATCH_MAX_FILE_BYTES = 4 << 20
 
 
 def path_key(rel: str) -> str:
@@ -91,6 +94,28 @@ class FolderSource:
         if os.path.getsize(item.origin) == 0:
             raise SkipItem("empty", "zero-length file")
         return decode_audio(item.origin, sample_rate)
+
+    def load_many(self, items: list[Item], sample_rate: int) -> list[np.ndarray | Exception | None]:
+        """:meth:`load` for a group of items, non-WAV files decoded by one ffmpeg process (``decode_many``).
+
+        Each entry is the audio or the exception ``load`` would raise; None for a file larger
+        than ``BATCH_MAX_FILE_BYTES``, which the engine then loads alone with :meth:`load`.
+        """
+        out: list[np.ndarray | Exception | None] = [None] * len(items)
+        todo: list[int] = []
+        for i, it in enumerate(items):
+            try:
+                size = os.path.getsize(it.origin)
+            except OSError as e:
+                out[i] = e
+                continue
+            if size == 0:
+                out[i] = SkipItem("empty", "zero-length file")
+            elif size <= BATCH_MAX_FILE_BYTES:
+                todo.append(i)
+        for i, res in zip(todo, decode_many([items[i].origin for i in todo], sample_rate)):
+            out[i] = res
+        return out
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
