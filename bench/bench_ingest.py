@@ -48,17 +48,23 @@ def main() -> None:
         os.makedirs(flac_dir)
         for p in wavs:
             transcode(p, os.path.join(flac_dir, os.path.basename(p)[:-4] + ".flac"))
-        speed = {}
-        # (label, source folder, workers, decode batch); 2-worker figures include starting the worker processes
+        speed, steady = {}, {}
+        # (label, source folder, workers, decode batch); 2-worker figures include starting the worker processes,
+        # ``steady`` leaves that out: clips of the shards finished after every worker finished its first one
         for label, folder, workers, batch in (("wav", src, 1, DECODE_BATCH), ("flac", flac_dir, 1, DECODE_BATCH),
                                               ("flac", flac_dir, 1, 1), ("wav", src, 2, DECODE_BATCH)):
             out = os.path.join(tmp, f"out_{label}_w{workers}_b{batch}")
+            done: list[tuple[float, int]] = []
             t0 = time.perf_counter()
             s = run_ingest(FolderSource(folder, dataset="bench"), IngestConfig(out=out, shard_size=str(max(1, a.clips // 8)),
                                                                                 workers=workers, progress=False,
-                                                                                decode_batch=batch))
+                                                                                decode_batch=batch),
+                           on_done=lambda r: done.append((time.perf_counter(), int(r["samples"]))))
             dt = time.perf_counter() - t0
             speed[(label, workers, batch)] = s["ingested"] / dt / workers
+            if len(done) > workers:
+                steady[(label, workers, batch)] = (sum(n for _, n in done[workers:]) / (done[-1][0] - done[workers - 1][0])
+                                                   / workers)
         rows, sizes = [], {}
         for codec in ("f16", "f16planes", "f16chunks", "u8"):
             out = os.path.join(tmp, f"out_{codec}")
@@ -82,6 +88,10 @@ def main() -> None:
         print(table([[f"{lab} ({'direct read' if lab == 'wav' else f'ffmpeg, {b} per process'})", w, v, v * 10]
                      for (lab, w, b), v in speed.items()],
                     ["input", "workers", "clips/s per worker", "x real time per worker"]))
+        w2 = steady.get(("wav", 2, DECODE_BATCH))
+        if w2:
+            print(f"\nWAV, 2 workers after both started: {w2:.1f} clips/s per worker "
+                  f"({speed[('wav', 2, DECODE_BATCH)]:.1f} counting the start of the worker processes)")
         flac, flac1 = speed[("flac", 1, DECODE_BATCH)], speed[("flac", 1, 1)]
         print(f"\nFLAC via ffmpeg: {flac:.1f} clips/s per worker with {DECODE_BATCH} files per ffmpeg process, "
               f"{flac1:.1f} with one process per file ({flac / flac1:.2f} x)")
@@ -96,6 +106,7 @@ def main() -> None:
             "clips_per_s_per_worker": speed[("wav", 1, DECODE_BATCH)], "clips_per_s_per_worker_flac_ffmpeg": flac,
             "clips_per_s_per_worker_flac_ffmpeg_per_file": flac1, "decode_batch": DECODE_BATCH,
             "clips_per_s_per_worker_2workers": speed[("wav", 2, DECODE_BATCH)],
+            "clips_per_s_per_worker_2workers_steady": w2,
             "codec": default, "kb_per_clip": sizes[default]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
             "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
         })

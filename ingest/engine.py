@@ -91,6 +91,7 @@ class IngestConfig:
     progress: bool = True
     retry_transient: bool = True
     decode_batch: int = DECODE_BATCH  # items per ``load_many`` call; 1: ``load`` item by item
+    merge: bool = False  # write nothing: build the manifests from the shards of all jobs of an array
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
@@ -352,7 +353,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     tasks = plan(items, source.dataset, per_shard)
     mine = [t for t in tasks if t.index % cfg.num_jobs == cfg.job_index]
     common = {"dataset": source.dataset, "frontend": fe.to_dict(), "frontend_hash": fe.hash()}
-    todo = [t for t in mine if not is_finished(cfg.out, t, fe.hash(), cfg.retry_transient)]
+    todo = [] if cfg.merge else [t for t in mine if not is_finished(cfg.out, t, fe.hash(), cfg.retry_transient)]
     summary = {"planned_shards": len(tasks), "job_shards": len(mine), "skipped_finished": len(mine) - len(todo),
                "written_shards": 0, "ingested": 0, "failed": 0, "hours": 0.0}
     bar = None
@@ -383,11 +384,17 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     if bar is not None:
         bar.close()
     manifests = {}
-    if cfg.num_jobs == 1:
+    if cfg.num_jobs == 1 or cfg.merge:
         for split in sorted({t.split for t in tasks}):
             extra = extra_manifest(split) if callable(extra_manifest) else extra_manifest
             manifests[split] = build_manifest(os.path.join(cfg.out, split), command=command or sys.argv,
                                               extra=extra)
+    if cfg.merge:
+        missing = [t.name for t in tasks if not is_finished(cfg.out, t, fe.hash(), retry_transient=False)]
+        summary["missing_shards"] = missing
+        if missing:
+            log.warning("--merge: %d planned shards are not written yet (%s ...); the manifests list the others",
+                        len(missing), ", ".join(missing[:3]))
     summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
     summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
     return summary

@@ -54,3 +54,25 @@ def test_num_jobs_and_workers_do_not_change_samples(tmp_path):
     m1 = json.loads((one / "train" / "manifest.json").read_text())
     m2 = json.loads((two / "train" / "manifest.json").read_text())
     assert m1["stats"] == m2["stats"] and m1["shards"] == m2["shards"] and m1["labels"] == m2["labels"]
+
+
+def test_ingest_merge_builds_manifests_and_names_missing_shards(tmp_path, capsys):
+    src = tmp_path / "audio"
+    rng = np.random.default_rng(1)
+    for i in range(7):
+        src.mkdir(exist_ok=True)
+        encode_wav(str(src / f"clip_{i:02d}.wav"), (0.1 * rng.standard_normal(8000)).astype(np.float32))
+    out = tmp_path / "arr"
+    _ingest(src, out, "--num-jobs", "3", "--job-index", "0")  # shards 0 and 3 of 0..2 (3 per shard: 0, 1, 2)
+    capsys.readouterr()
+    _ingest(src, out, "--num-jobs", "3", "--merge")
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["missing_shards"] == ["part-train-000001.tar", "part-train-000002.tar"]
+    assert summary["written_shards"] == 0 and summary["manifests"]["train"]["clips"] == 3
+    for j in (1, 2):
+        _ingest(src, out, "--num-jobs", "3", "--job-index", str(j))
+    capsys.readouterr()
+    _ingest(src, out, "--merge")
+    assert json.loads(capsys.readouterr().out)["missing_shards"] == []
+    m = json.loads((out / "train" / "manifest.json").read_text())
+    assert m["totals"]["clips"] == 7 and m["totals"]["shards"] == 3
