@@ -32,7 +32,7 @@ from .frontend import FrontendConfig, get_preset, logmel
 log = logging.getLogger("melstream.ingest")
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One clip to ingest.  ``key`` is unique and stable; ``origin`` a path or URL."""
 

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def split_from_filename(path: str) -> str:
     return stem or "train"
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     ytid: str
     start: float
@@ -128,7 +129,7 @@ def parse_segments(path: str) -> ParsedSegments:
                 continue
             # labels: one quoted field "a,b"; an unquoted copy spreads them over several fields
             labels = [lab.strip() for lab in ",".join(row[3:]).split(",") if lab.strip()]
-            labels = list(dict.fromkeys(labels))
+            labels = list(dict.fromkeys(sys.intern(lab) for lab in labels))  # 527 distinct MIDs, millions of rows
             if not labels or not all(_LABEL_RE.match(lab) for lab in labels):
                 out.reject("bad_labels", f"line {n}: {','.join(row[3:])[:60]!r}")
                 continue
@@ -155,7 +156,7 @@ def read_class_labels(path: str) -> dict[str, str]:
     return names
 
 
-@dataclass
+@dataclass(slots=True)
 class SegmentItem(Item):
     """An AudioSet item; ``prior`` is its settled ledger entry from an earlier run (if any)."""
 
@@ -271,6 +272,7 @@ class AudioSetSource:
                     key=key, source_id=s.ytid, origin=self.url_template.format(ytid=s.ytid), split=split,
                     labels=s.labels, start=s.start, end=s.end, extra={"ytid": s.ytid, "segment_end": s.end},
                     prior=pr))
+            p.segments = []  # the items hold what is needed: do not keep a second copy of a 2M-row CSV
         if unknown:
             log.warning("%d labels not in %s, e.g. %s", sum(unknown.values()), self.labels_csv, sorted(unknown)[:3])
         items = _subset(items, self.fraction, self.seed)
