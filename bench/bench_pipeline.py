@@ -99,9 +99,9 @@ def bench_device_views(shard_dir: str, batch: int, n: int, warmup: int) -> dict[
 
 def wav_batches(audio_dir: str, name: str, batch: int):
     """``next_batch()`` the official BYOL-A way: decode the WAV, crop 0.95 s, log-mel per example, then
-    the same sampler and collation as the shard path.  The augmentations are melstream's (numpy, ~2x
-    faster per example than the official per-example torch modules), which favours the WAV path: the
-    ratio isolates what reading precomputed log-mels saves."""
+    the same sampler and collation as the shard path.  The augmentations are melstream's own on both
+    paths (not the official per-example torch modules), so the ratio isolates what reading
+    precomputed log-mels saves."""
     import soundfile as sf
     from types import SimpleNamespace
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=8, help="measured one-batch windows per figure")
     ap.add_argument("--warmup", type=int, default=4, help="batches before measuring (fills the shuffle buffer)")
-    ap.add_argument("--rounds", type=int, default=12, help="alternating shard/WAV batches for the ratio")
+    ap.add_argument("--rounds", type=int, default=24, help="alternating shard/WAV batches for the ratio")
     ap.add_argument("--warmup-side", type=int, default=9,
                     help="batches of each path before the side-by-side rounds (9 x 256 fills the 2048-entry mixup memory)")
     ap.add_argument("--workers", type=int, default=2, help="also measure this many DataLoader workers (0: skip)")

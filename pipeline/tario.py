@@ -17,8 +17,9 @@ Other codecs decompress the whole member (``shards.codec.decompress``).
 """
 from __future__ import annotations
 
-import json
 from typing import IO, Iterator
+
+import orjson
 
 import numpy as np
 import torch
@@ -300,7 +301,7 @@ def decode_clip(key: str, members: dict[str, bytes]) -> Clip:
     if JSON_EXT not in members or MEL_EXT not in members:
         raise CorruptSample(f"sample {key}: missing member(s) {sorted({JSON_EXT, MEL_EXT} - set(members))}")
     try:
-        meta = json.loads(bytes(members[JSON_EXT]))
+        meta = orjson.loads(members[JSON_EXT])  # ~4x faster than json for the ~500-byte sample JSON
     except ValueError as e:
         raise CorruptSample(f"sample {key}: bad JSON ({e})") from None
     if not isinstance(meta, dict):
