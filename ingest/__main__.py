@@ -38,6 +38,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-batch", type=int, default=DECODE_BATCH,
                    help=f"files decoded per ffmpeg process where the source supports it (folder, demo; "
                         f"default {DECODE_BATCH}); 1: one process per file")
+    p.add_argument("--segment-seconds", type=float, default=0.0,
+                   help="cut recordings longer than 1.5x this into clips of about this length (keys KEY_<start ms>; "
+                        "0: one clip per file). Samplers draw clips uniformly, so without cutting a 1-hour file "
+                        "weighs as much as a 1-second one")
     p.add_argument("--merge", action="store_true",
                    help="after all jobs of an array: ingest nothing, build each split's manifest (with the "
                         "source's summary: AudioSet ledger, missing lists) from the shards of all jobs")
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = IngestConfig(out=a.out, preset=a.preset, codec=a.codec, level=a.level, shard_size=a.shard_size,
                        workers=a.workers, num_jobs=a.num_jobs, job_index=a.job_index, min_seconds=a.min_seconds,
                        limit=a.limit, progress=not a.no_progress, decode_batch=a.decode_batch,
-                       merge=a.merge)
+                       merge=a.merge, segment_seconds=a.segment_seconds)
     try:
         source = SOURCES[a.source].run(a)
         summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],

@@ -92,6 +92,7 @@ class IngestConfig:
     retry_transient: bool = True
     decode_batch: int = DECODE_BATCH  # items per ``load_many`` call; 1: ``load`` item by item
     merge: bool = False  # write nothing: build the manifests from the shards of all jobs of an array
+    segment_seconds: float = 0.0  # > 0: cut longer recordings into clips of about this length (see segments())
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
@@ -123,6 +124,27 @@ def check_clip(wav: np.ndarray, fe: FrontendConfig, min_seconds: float = 0.0,
         raise SkipItem("silent", "all samples are zero")
     if expected_seconds is not None and abs(wav.size / fe.sample_rate - expected_seconds) > tolerance:
         raise SkipItem("bad_duration", f"decoded {wav.size / fe.sample_rate:.2f} s, expected {expected_seconds:.2f} s")
+
+
+def segments(n: int, sample_rate: int, seconds: float) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` sample ranges cutting ``n`` samples into clips of ``seconds``.
+
+    ``floor(duration / seconds)`` full clips; a remainder of at least half a clip is a clip of its
+    own, a shorter one extends the last clip, so no audio is lost and every clip lasts between
+    ``seconds / 2`` and ``1.5 seconds``.  A recording shorter than 1.5 clips stays whole.
+    """
+    size = int(round(seconds * sample_rate))
+    if seconds <= 0 or n < 1.5 * size:
+        return [(0, n)]
+    bounds = list(range(0, n - size + 1, size))
+    if n - (bounds[-1] + size) < size / 2:
+        return [(a, a + size) for a in bounds[:-1]] + [(bounds[-1], n)]
+    return [(a, a + size) for a in bounds] + [(bounds[-1] + size, n)]
+
+
+def segment_key(key: str, start_ms: int) -> str:
+    """Key of the clip of a cut recording starting at ``start_ms``: sorts right after ``key``."""
+    return f"{key}_{start_ms:010d}"
 
 
 @dataclass
@@ -303,8 +325,11 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
                 wav = source.load(it, fe.sample_rate) if got is None else got
                 expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
                 check_clip(wav, fe, cfg.min_seconds, expected)
-                mel = logmel(wav, fe)
-                w.add(it.key, mel, _meta(it, source.dataset, wav.size / fe.sample_rate))
+                cuts = segments(wav.size, fe.sample_rate, cfg.segment_seconds)
+                if len(cuts) == 1:
+                    w.add(it.key, logmel(wav, fe), _meta(it, source.dataset, wav.size / fe.sample_rate))
+                else:
+                    _add_segments(w, it, wav, cuts, source.dataset, fe)
             except SkipItem as e:
                 w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": e.reason,
                         "reason": str(e), "permanent": e.permanent, "attempts": e.attempts})
@@ -319,6 +344,25 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
             prev.close()
         w.abort()
         raise
+
+
+def _add_segments(w: ShardWriter, it: Item, wav: np.ndarray, cuts: list[tuple[int, int]], dataset: str,
+                  fe: FrontendConfig) -> None:
+    """The clips of one cut recording; an all-zero clip is recorded as a failure of its own."""
+    base = float(it.start) if it.start is not None else 0.0
+    for a, b in cuts:
+        start_ms = int(round(a * 1000 / fe.sample_rate))
+        key = segment_key(it.key, start_ms)
+        piece = wav[a:b]
+        if not np.any(piece):
+            w.fail({"key": key, "source_id": it.source_id, "origin": it.origin, "reason_class": "silent",
+                    "reason": "silent: all samples of this segment are zero", "permanent": True, "attempts": 1})
+            continue
+        meta = _meta(it, dataset, piece.size / fe.sample_rate)
+        meta["start"] = base + a / fe.sample_rate
+        meta["end"] = meta["start"] + meta["duration"]
+        meta["recording"] = it.key  # clips cut from one recording share it
+        w.add(key, logmel(piece, fe), meta)
 
 
 def _worker_init() -> None:
@@ -344,6 +388,8 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     fe = get_preset(cfg.preset)
     if not (0 <= cfg.job_index < cfg.num_jobs):
         raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
+    if cfg.segment_seconds < 0:
+        raise ValueError(f"--segment-seconds {cfg.segment_seconds} must be >= 0")
     if cfg.decode_batch < 1:
         raise ValueError(f"--decode-batch {cfg.decode_batch} must be at least 1")
     items = source.items()

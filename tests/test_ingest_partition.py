@@ -76,3 +76,42 @@ def test_ingest_merge_builds_manifests_and_names_missing_shards(tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["missing_shards"] == []
     m = json.loads((out / "train" / "manifest.json").read_text())
     assert m["totals"]["clips"] == 7 and m["totals"]["shards"] == 3
+
+
+def test_segments_cover_the_recording_without_loss():
+    from ingest.engine import segments
+
+    sr = 100
+    assert segments(1000, sr, 0) == [(0, 1000)]  # off
+    assert segments(1400, sr, 10) == [(0, 1400)]  # shorter than 1.5 clips: whole
+    assert segments(2400, sr, 10) == [(0, 1000), (1000, 2400)]  # remainder 400 < 500 extends the last clip
+    assert segments(2600, sr, 10) == [(0, 1000), (1000, 2000), (2000, 2600)]  # remainder 600 is its own clip
+    for n in range(1500, 5000, 37):
+        cuts = segments(n, sr, 10)
+        assert cuts[0][0] == 0 and cuts[-1][1] == n and all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))
+        assert all(500 <= b - a < 1500 for a, b in cuts)
+
+
+def test_long_recordings_are_cut_into_clips(tmp_path):
+    from shards import read_manifest
+
+    src = tmp_path / "audio"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    wav = (0.1 * rng.standard_normal(16000 * 25)).astype(np.float32)
+    wav[16000 * 10:16000 * 20] = 0.0  # the second 10-s clip is silent
+    encode_wav(str(src / "long.wav"), wav)
+    encode_wav(str(src / "short.wav"), wav[:16000 * 12])
+    out = tmp_path / "seg"
+    _ingest(src, out, "--segment-seconds", "10")
+    got = _samples(out / "train")
+    metas = {k: json.loads(v["json"]) for k, v in got.items()}
+    long_keys = sorted(k for k in metas if k.startswith("long"))
+    assert [k.rsplit("_", 1)[1] for k in long_keys] == ["0000000000", "0000020000"]  # 10-20 s silent: recorded
+    first, last = (metas[k] for k in long_keys)
+    assert (first["start"], first["duration"]) == (0.0, 10.0) and (last["start"], last["duration"]) == (20.0, 5.0)
+    assert first["recording"] == last["recording"] == long_keys[0].rsplit("_", 1)[0]
+    assert [m["duration"] for k, m in metas.items() if k.startswith("short")] == [12.0]  # < 1.5 clips: whole
+    fails = [json.loads(line) for line in (out / "train" / "failures.jsonl").read_text().splitlines()]
+    assert [f["reason_class"] for f in fails] == ["silent"] and fails[0]["key"].endswith("_0000010000")
+    assert read_manifest(str(out / "train"))["totals"]["clips"] == 3
