@@ -92,6 +92,13 @@ def test_triplet_negative_never_from_anchor_clip():
     assert first(indexed_clip(300, 1), {"key": "a"}, rng) == []  # no other clip yet: held back
     got = first(indexed_clip(300, 2), {"key": "b"}, rng)
     assert [e["__key__"] for e in got] == ["a", "b"]
+    # clips cut from one recording share its source_id: never each other's negatives
+    rec = bound("triplet", pool_size=8)
+    got = []
+    for step in range(200):
+        cid = int(rng.integers(0, 6))
+        got += rec(indexed_clip(300, cid), {"key": f"clip{cid}", "source_id": f"file{cid // 2}"}, rng)
+    assert got and all(int(e["negative"][0, 0, 0]) // 2 != int(e["anchor"][0, 0, 0]) // 2 for e in got)
     shift = bound("triplet", max_shift=10)
     for _ in range(100):
         ex = shift(indexed_clip(1001, 3), {"key": "x"}, rng)

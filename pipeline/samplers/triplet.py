@@ -4,8 +4,10 @@ Anchor and positive are slices of the same clip (temporal neighbours: by default
 clip, as the paper takes "a slice from the same original sample"; ``max_shift`` restricts the
 positive to within that many frames of the anchor); the negative is a slice of a different clip.
 
-Negatives come from a small worker-local pool of slices of recently seen clips, each stored with its
-clip key, and a negative is never drawn from an entry with the anchor's key.  The very first clip a
+Negatives come from a small worker-local pool of slices of recently seen clips, each stored with the
+identity of its recording, and a negative is never drawn from the anchor's recording: the identity is
+the sample's ``source_id`` (the file, YouTube ID or FSD50K clip it came from, so clips cut from one
+long file with ``--segment-seconds`` are never each other's negatives), else its key.  The very first clip a
 worker sees has no other clip to draw from: it is held back until the next clip arrives (and, at
 the end of a finite evaluation stream with a single clip, gets an all-zero negative with a warning).
 """
@@ -67,11 +69,12 @@ class Triplet(Sampler):
 
     def __call__(self, mel, meta, rng):
         key = str((meta or {}).get("key") or getattr(mel, "key", None) or id(mel))
+        ident = str((meta or {}).get("source_id") or key)
         total = int(mel.shape[1])
         a, p = self._positions(total, rng)
         ex = {"anchor": self.norm(take(mel, a, self.n_frames))[None],
               "positive": self.norm(take(mel, p, self.n_frames))[None], "__key__": key}
-        self._push(key, self.norm(self.crop(mel, rng))[None])
+        self._push(ident, self.norm(self.crop(mel, rng))[None])
         out = []
         still = []
         for k, e in self._pending:  # clips held back for want of another clip
@@ -82,9 +85,9 @@ class Triplet(Sampler):
                 e["negative"] = neg[1].copy()
                 out.append(e)
         self._pending = still
-        neg = self._negative(key, rng)
+        neg = self._negative(ident, rng)
         if neg is None:
-            self._pending.append((key, ex))
+            self._pending.append((ident, ex))
         else:
             ex["negative"] = neg[1].copy()
             out.append(ex)
