@@ -78,7 +78,7 @@ def _scalar(v: str) -> Any:
     return yaml.safe_load(v)
 
 
-def _parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
+def parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items or []:
         if "=" not in it:
@@ -138,7 +138,7 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str])
     for key, flag, attr in (("hparams", "--hp", "hp"), ("encoder_kwargs", "--encoder-arg", "encoder_arg"),
                             ("sampler_kwargs", "--sampler-arg", "sampler_arg")):
         merged = dict(data.get(key) or {})
-        merged.update(_parse_kv(getattr(a, attr), flag))
+        merged.update(parse_kv(getattr(a, attr), flag))
         data[key] = merged
     if data.get("method") not in methods:
         raise SystemExit(f"error: unknown method {data.get('method')!r}; choose from {methods}")

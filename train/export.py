@@ -35,6 +35,49 @@ def save_encoder(run_dir: str, encoder: torch.nn.Module, name: str, kwargs: dict
     return os.path.join(run_dir, META)
 
 
+def load_weights(encoder: torch.nn.Module, path: str, what: str = "weights") -> None:
+    """Load encoder weights from safetensors or a plain-tensor ``.pth`` (``torch.load(weights_only=True)``:
+    no pickled code runs), e.g. the official BYOL-A ``AudioNTT2020-BYOLA-64x96d2048.pth``.  Missing keys
+    are an error, extra keys (heads of the pretraining method) a warning."""
+    import logging
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - pickled objects, truncated files: one line for the user
+            raise ValueError(f"{what} {path}: not a plain tensor checkpoint ({str(e).splitlines()[0][:160]})") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{what} {path}: expected a mapping of parameter names to tensors")
+    try:
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatch: another size of the same encoder
+        raise ValueError(f"{what} {path}: {str(e).splitlines()[-1].strip()[:200]}") from None
+    if missing:
+        raise ValueError(f"{what} {path}: missing keys for this encoder, e.g. {missing[:4]}")
+    if unexpected:
+        logging.getLogger("melstream.train").warning("%s %s: ignoring %d keys not in the encoder (e.g. %s)",
+                                                     what, path, len(unexpected), unexpected[:3])
+
+
+def import_weights(out: str, encoder_name: str, kwargs: dict[str, Any], weights: str, frontend: dict[str, Any],
+                   input_norm: dict[str, Any] | None, method: str = "imported") -> str:
+    """Turn outside weights (an official checkpoint) into a run directory that evaluation, the HEAR
+    wrapper and ``--init`` load like any trained melstream encoder."""
+    from models import build_encoder
+
+    enc = build_encoder(encoder_name, **kwargs)
+    load_weights(enc, weights)
+    os.makedirs(out, exist_ok=True)
+    return save_encoder(out, enc, encoder_name, kwargs, frontend, method, 0, input_norm)
+
+
 def read_meta(run_dir: str) -> dict[str, Any]:
     path = os.path.join(run_dir, META)
     try:

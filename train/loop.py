@@ -28,7 +28,7 @@ from shards.atomic import atomic_write_bytes
 
 from .checkpoint import latest_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .export import save_encoder
+from .export import load_weights, save_encoder
 from .optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("melstream.train")
@@ -108,24 +108,6 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     if accepts_n_mels:
         kwargs.setdefault("n_mels", data_n_mels)
     return name, kwargs
-
-
-def _load_init(encoder: torch.nn.Module, path: str) -> None:
-    """Initial encoder weights: safetensors or a plain-tensor .pth (``weights_only=True``)."""
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"--init {path}: expected a mapping of parameter names to tensors")
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if missing:
-        raise ValueError(f"--init {path}: missing keys for this encoder, e.g. {missing[:4]}")
-    if unexpected:
-        log.warning("--init %s: ignoring %d keys not in the encoder (e.g. %s)", path, len(unexpected), unexpected[:3])
 
 
 def _input_norm(sampler: str, info: Any, hp: Any) -> dict[str, Any] | None:
@@ -257,7 +239,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     set_seed(cfg.seed)
     encoder = build_encoder(enc_name, **enc_kwargs)
     if cfg.init:
-        _load_init(encoder, cfg.init)
+        load_weights(encoder, cfg.init, what="--init")
     extra: dict[str, Any] = {}
     if cfg.method == "supervised":
         if not facts.vocabulary:
