@@ -28,3 +28,14 @@ def demo_small(tmp_path_factory):
                "--test-clips", "8", "--seconds", "6", "--shard-size", "8", "--no-progress"])
     assert rc == 0
     return out, audio
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

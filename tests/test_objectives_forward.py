@@ -13,13 +13,7 @@ from models.objectives import OBJECTIVES, build_objective
 F_, N_ = 16, 16  # tiny log-mel inputs [B, 1, 16, 16]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
 # heads shrunk so the whole file runs in a few seconds
 SMALL = {
