@@ -19,11 +19,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _process_tree(root: int) -> str:
+    """pid, state, kernel wait channel and command of ``root`` and its descendants (from /proc)."""
+    rows, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")[:160]
+            wchan = open(f"/proc/{pid}/wchan").read()
+            kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            continue
+        rows.append(f"{pid} {stat.split(')')[1].split()[0]} {wchan} {cmd}")
+        todo += [int(k) for k in kids]
+    return "\n".join(rows)
+
+
 def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
     shards_dir = os.path.join(demo_small[0], "pretrain")
     out = tmp_path / "ddp"
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    # MELSTREAM_HANG_DUMP_S: a rank still alive then prints every thread's stack and exits 1
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+           "MELSTREAM_HANG_DUMP_S": "150"}
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
            "--main_process_port", str(_free_port()),
@@ -31,9 +50,18 @@ def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
            "--out", str(out), "--steps", "10", "--batch-size", "8", "--num-workers", "0", "--log-every", "5",
            "--save-every", "10", "--tracker", "none", "--init-timeout-s", "120",
            "--hp", "schedule=warmup_cosine", "--hp", "warmup_steps=1"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("done: 10 steps") == 1, proc.stdout  # reported once, by the main process
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        so, se = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        tree = _process_tree(proc.pid)
+        os.killpg(proc.pid, 9)
+        so, se = proc.communicate()
+        raise AssertionError(f"launcher still running after 240 s; processes:\n{tree}\nstdout: {so[-1000:]}\n"
+                             f"stderr: {se[-6000:]}") from None
+    assert proc.returncode == 0, se[-6000:]
+    assert so.count("done: 10 steps") == 1, so  # reported once, by the main process
     summary = json.load(open(out / "run_summary.json"))
     assert summary["world_size"] == 2 and summary["step"] == 10
     fps = summary["param_fingerprints"]

@@ -57,11 +57,12 @@ def resolve_steps(steps: int | None, hp: Any, steps_per_epoch: float | None) -> 
 
 
 def shutdown_distributed(timeout_s: float = 60.0) -> bool:
-    """Barrier, then ``destroy_process_group`` with a time limit; True when it finished.
+    """A last barrier with a time limit; True when every rank reached it.
 
-    Teardown of a gloo/NCCL group can hang now and then after all work is done (pytorch#75097);
-    everything is written by then, so a rank waits at most ``timeout_s`` and the caller may exit
-    hard (``train/pretrain.py`` does) instead of holding the job forever.
+    The process group is deliberately not destroyed: ``destroy_process_group`` can block after all
+    work is done (pytorch#75097; here a gloo rank blocked in it, holding the GIL, once its peer had
+    exited), and the process is about to end anyway -- ``train/pretrain.py`` leaves with
+    ``os._exit`` once the outputs are flushed, so the launcher never waits on a finished rank.
     """
     import threading
 
@@ -72,15 +73,14 @@ def shutdown_distributed(timeout_s: float = 60.0) -> bool:
     def teardown() -> None:
         try:
             dist.barrier()
-            dist.destroy_process_group()
-        except Exception as e:  # a peer already gone: nothing left to tear down together
-            log.warning("process group teardown: %s", str(e).splitlines()[0][:200])
+        except Exception as e:  # a peer already gone: nothing left to wait for
+            log.warning("final barrier: %s", str(e).splitlines()[0][:200])
 
     t = threading.Thread(target=teardown, name="melstream-pg-teardown", daemon=True)
     t.start()
     t.join(timeout_s)
     if t.is_alive():
-        log.warning("process group teardown did not finish in %.0f s; all outputs are written, exiting anyway",
+        log.warning("final barrier not reached by every rank in %.0f s; all outputs are written, exiting anyway",
                     timeout_s)
         return False
     return True
