@@ -41,6 +41,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 DEFAULT_STEPS = 100_000
+_KEEP_ALIVE: list[dict[str, Any]] = []  # distributed runs: see the end of train()
 
 
 def resolve_steps(steps: int | None, hp: Any, steps_per_epoch: float | None) -> int:
@@ -364,6 +365,12 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     acc.wait_for_everyone()
     acc.end_training()
     clean = shutdown_distributed()
+    if world > 1:
+        # Keep every object of this run alive: returning would run their destructors (DDP's reducer,
+        # the gloo/NCCL group, Accelerate's state), and one of them blocked for good, holding the GIL,
+        # once the peer rank had exited (caught with MELSTREAM_HANG_DUMP_S in CI-like runs).  A
+        # distributed run ends with os._exit right after this (train/pretrain.py).
+        _KEEP_ALIVE.append(dict(locals()))
     if not all(math.isfinite(v) for v in losses):
         raise NonFiniteLoss("non-finite loss logged")
     return {"step": step, "losses": losses, "world_size": world, "out": cfg.out, "clean_shutdown": clean,
