@@ -78,6 +78,13 @@ if __name__ == "__main__":
 
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: where is a rank stuck?
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    if os.environ.get("MELSTREAM_HANG_DUMP_S"):  # a run that must end by then: dump all stacks and exit 1
-        faulthandler.dump_traceback_later(float(os.environ["MELSTREAM_HANG_DUMP_S"]), exit=True)
+    hang = os.environ.get("MELSTREAM_HANG_DUMP_S")
+    if hang:  # a run that must end by then: dump all stacks and exit 1
+        try:
+            seconds = float(hang)
+            if not seconds > 0:
+                raise ValueError
+        except ValueError:
+            sys.exit(f"error: MELSTREAM_HANG_DUMP_S={hang!r} must be a positive number of seconds")
+        faulthandler.dump_traceback_later(seconds, exit=True)
     sys.exit(main())
