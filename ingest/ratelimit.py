@@ -41,6 +41,7 @@ class SharedRateLimiter:
         self.rate = float(rate_per_s)
         self.sleep_interval = max(0.0, float(sleep_interval))
         self.max_sleep_interval = max(self.sleep_interval, float(max_sleep_interval or self.sleep_interval))
+        self.last_slot: float | None = None  # wall-clock start time reserved by the last acquire()
 
     @property
     def interval(self) -> float:
@@ -69,8 +70,8 @@ class SharedRateLimiter:
         """Wait for this process's turn; returns the seconds slept."""
         def take(nxt: float, now: float):
             slot = max(now, nxt)  # with no rate limit this still honours a penalty
-            return slot - now, slot + self.interval
-        waited = self._update(take)
+            return (slot, slot - now), slot + self.interval
+        self.last_slot, waited = self._update(take)
         if waited > 0:
             time.sleep(waited)
         if self.max_sleep_interval > 0:
