@@ -47,7 +47,7 @@ from ingest.engine import IngestConfig, run_ingest
 from ingest.sources.folder import FolderSource
 class Slow(FolderSource):
     def load(self, item, sr):
-        time.sleep(0.05)
+        time.sleep(0.1)  # 24 clips take >= 2.4 s: room to see two shards finish, then kill, on a busy machine
         return super().load(item, sr)
 run_ingest(Slow({src!r}, dataset="kill"), IngestConfig(out={out!r}, shard_size="3", progress=False))
 """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import faulthandler
-import gc
 import os
 import time
 
@@ -179,10 +178,12 @@ def _worker(rank, init_file, ref, errors_dir):
     finally:
         with open(os.path.join(errors_dir, f"rank{rank}.txt"), "w") as f:
             f.write("\n".join(failures))
-        gc.collect()
         dist.barrier()
-        dist.destroy_process_group()
-        # the watchdog stays armed through interpreter shutdown: a rank hanging on exit reports too
+        # Leave as the trainer does (train/loop.py shutdown_distributed): no destroy_process_group and
+        # no destructors, which can block for good once the peer has gone (pytorch#75097).
+        faulthandler.cancel_dump_traceback_later()
+        stack_file.close()
+        os._exit(0)
 
 
 def test_ddp_matches_single_process_full_batch(tmp_path):
