@@ -34,18 +34,13 @@ def pad_value(fe: FrontendConfig) -> float:
     return float(np.log(fe.eps))
 
 
-def make_windows(mel: np.ndarray, window: Window, pad: float) -> np.ndarray:
-    """``[F, T]`` -> ``[W, F, window.frames]`` (centre crop, or sliding windows with hop frames // 2)."""
+def window_starts(t: int, window: Window) -> list[int]:
+    """First frames of the windows of a ``t``-frame clip (``[]``: shorter than a window, padded instead)."""
     n = window.frames
-    f, t = mel.shape
     if t < n:
-        out = np.full((f, n), pad, dtype=np.float32)
-        a = (n - t) // 2
-        out[:, a:a + t] = mel
-        return out[None]
+        return []
     if window.mode == "crop":
-        a = (t - n) // 2
-        return np.ascontiguousarray(mel[None, :, a:a + n], dtype=np.float32)
+        return [(t - n) // 2]
     hop = max(1, n // 2)
     starts = list(range(0, t - n + 1, hop))
     if starts[-1] != t - n:
@@ -53,6 +48,24 @@ def make_windows(mel: np.ndarray, window: Window, pad: float) -> np.ndarray:
     if len(starts) > window.max_windows:
         idx = np.unique(np.linspace(0, len(starts) - 1, window.max_windows).round().astype(int))
         starts = [starts[i] for i in idx]
+    return starts
+
+
+def pad_window(mel: np.ndarray, n: int, pad: float) -> np.ndarray:
+    """A clip shorter than ``n`` frames, centred in ``n`` frames of ``pad`` -> float32 ``[F, n]``."""
+    f, t = mel.shape
+    out = np.full((f, n), pad, dtype=np.float32)
+    a = (n - t) // 2
+    out[:, a:a + t] = mel
+    return out
+
+
+def make_windows(mel: np.ndarray, window: Window, pad: float) -> np.ndarray:
+    """``[F, T]`` -> ``[W, F, window.frames]`` (centre crop, or sliding windows with hop frames // 2)."""
+    n = window.frames
+    starts = window_starts(mel.shape[1], window)
+    if not starts:
+        return pad_window(mel, n, pad)[None]
     return np.stack([mel[:, s:s + n] for s in starts]).astype(np.float32, copy=False)
 
 

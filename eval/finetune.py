@@ -11,7 +11,8 @@ An epoch draws one random window of every training clip (of every clip several t
 fewer than 128 training clips, so that patience means a minimum amount of training), labelled with its clip's label (Tagliasacchi
 et al. 2019 Sec. 4: "extracting equal-length slices uniformly at random from the original sample and
 assign the corresponding label"); validation and test aggregate all windows per clip as the frozen
-probes do.  Early stopping (patience 10 epochs; validation metric, ties broken by validation loss) on the validation split, at most 100 epochs.
+probes do (windows cut on demand from the shards by :class:`eval.windows.ClipWindows`, scores streamed
+in batches, so memory does not grow with the task).  Early stopping (patience 10 epochs; validation metric, ties broken by validation loss) on the validation split, at most 100 epochs.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from torch import nn
 from . import metrics as M
 from .embed import _unwrap, normalise
 from .probes import Fold, ProbeInput, summarise
+from .windows import ClipWindows
 
 
 @dataclass
@@ -56,30 +58,30 @@ def _head_cpu(net: _Net, e: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.linear(e, net.head.weight.detach().cpu(), net.head.bias.detach().cpu())
 
 
-def _clip_scores(net: _Net, windows: list[np.ndarray], idx: np.ndarray, multilabel: bool, aggregate: str,
+def _clip_scores(net: _Net, windows: ClipWindows, idx: np.ndarray, multilabel: bool, aggregate: str,
                  batch: int = 128) -> np.ndarray:
+    """Per-clip scores of clips ``idx``: the head on the mean window embedding (``mean``) or the summed
+    per-window log-probabilities (``naive_bayes``), streamed through the windows in batches."""
     net.eval()
     dev = net.head.weight.device
-    xs = np.concatenate([windows[i] for i in idx]) if len(idx) else np.zeros((0,), np.float32)
-    owner = np.repeat(np.arange(len(idx)), [windows[i].shape[0] for i in idx])
-    embs = []
+    n_out = net.head.out_features
+    total = torch.zeros(len(idx), n_out if aggregate != "mean" else int(_unwrap(net.encoder).embedding_dim))
     with torch.no_grad():
-        for i in range(0, len(xs), batch):
-            embs.append(net.embed(torch.from_numpy(xs[i:i + batch])[:, None].to(dev)).float().cpu())
-        if not embs:
-            return np.zeros((0, net.head.out_features), np.float32)
-        e = torch.cat(embs)
-        own = torch.as_tensor(owner, dtype=torch.long)
-        if aggregate == "mean":
-            s = torch.zeros(len(idx), e.shape[1]).index_add_(0, own, e)
-            s = s / torch.bincount(own, minlength=len(idx)).clamp(min=1)[:, None].float()
-            return _head_cpu(net, s).numpy()
-        z = _head_cpu(net, e)
-        lp = z if multilabel else torch.log_softmax(z, dim=1)
-        return torch.zeros(len(idx), z.shape[1]).index_add_(0, own, lp).numpy()
+        for xb, owner in windows.batches(idx, batch):
+            e = net.embed(torch.from_numpy(xb)[:, None].to(dev)).float().cpu()
+            own = torch.from_numpy(owner)
+            if aggregate == "mean":
+                total.index_add_(0, own, e)
+            else:
+                z = _head_cpu(net, e)
+                total.index_add_(0, own, z if multilabel else torch.log_softmax(z, dim=1))
+    if aggregate != "mean":
+        return total.numpy()
+    counts = torch.as_tensor(windows.n_windows[np.asarray(idx, dtype=np.int64)], dtype=torch.float32)
+    return _head_cpu(net, total / counts.clamp(min=1)[:, None]).numpy()
 
 
-def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: list[np.ndarray],
+def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: ClipWindows,
                   pi: ProbeInput, fold: Fold, seed: int, cfg: FinetuneConfig) -> tuple[np.ndarray, int]:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -88,7 +90,7 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
                             {"params": net.head.parameters(), "lr": cfg.lr_head}])
     loss_fn = nn.BCEWithLogitsLoss() if pi.multilabel else nn.CrossEntropyLoss()
     train = np.asarray(fold.train)
-    nwin = np.array([windows[i].shape[0] for i in train])
+    nwin = windows.n_windows[train]
     Y = torch.as_tensor(pi.y[train], dtype=torch.float32 if pi.multilabel else torch.long)
     yva = pi.y[fold.valid]
     rng = np.random.default_rng(seed)
@@ -102,7 +104,7 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
             if len(b) < 2:  # BatchNorm needs two examples in training mode
                 continue
             w = rng.integers(0, nwin[b])  # one random window of each clip
-            x = torch.from_numpy(np.stack([windows[train[j]][k] for j, k in zip(b, w)]))[:, None].to(cfg.device)
+            x = torch.from_numpy(np.stack([windows.window(int(train[j]), int(k)) for j, k in zip(b, w)]))[:, None].to(cfg.device)
             opt.zero_grad(set_to_none=True)
             loss_fn(net.head(net.embed(x)), Y[torch.as_tensor(b)].to(cfg.device)).backward()
             opt.step()
@@ -129,7 +131,7 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
     return _clip_scores(net, windows, fold.test, pi.multilabel, pi.aggregate), epochs
 
 
-def run_finetune(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: list[np.ndarray],
+def run_finetune(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: ClipWindows,
                  pi: ProbeInput, cfg: FinetuneConfig, probe: str = "finetune", progress: bool = False,
                  desc: str = "") -> dict:
     from tqdm import tqdm

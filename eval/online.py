@@ -61,7 +61,8 @@ class OnlineProbe:
         w = spec.window
         self.window = Window(w.mode, window_frames or w.frames, "mean", min(w.max_windows, 16))
         dirs = ensure_mels(td, self.fe, cache_dir or default_cache_dir(), spec.max_seconds, progress=False)
-        keys, windows = load_windows(dirs, [c.key for c in td.clips], self.window, self.fe)
+        windows = load_windows(dirs, [c.key for c in td.clips], self.window, self.fe)
+        keys = windows.keys
         fold = make_folds(td, keys)[0]
         rng = np.random.default_rng(seed)
         tr = np.concatenate([fold.train, fold.valid])
@@ -75,8 +76,10 @@ class OnlineProbe:
         self.metric = "mAP" if td.multilabel else "accuracy"
         self.y_train, self.y_test = y[tr], y[te]
         sel = list(tr) + list(te)
-        self._x = torch.from_numpy(np.concatenate([windows[i] for i in sel]))[:, None]
-        self._owner = torch.as_tensor(np.repeat(np.arange(len(sel)), [windows[i].shape[0] for i in sel]))
+        parts = list(windows.batches(sel, 4096))  # only the probe's clips are cut and kept
+        windows.close()
+        self._x = torch.from_numpy(np.concatenate([x for x, _ in parts]))[:, None]
+        self._owner = torch.as_tensor(np.concatenate([o for _, o in parts]))
         self._n_train, self._n = len(tr), len(sel)
         log.info("online probe %s: %d train / %d test clips, %d windows, ready in %.1f s", task, len(tr), len(te),
                  self._x.shape[0], time.time() - t0)

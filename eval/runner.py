@@ -14,10 +14,11 @@ import torch
 
 from ingest.frontend import FrontendConfig, get_preset
 
-from .cache import default_cache_dir, ensure_mels, iter_mels
-from .embed import (FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run, make_windows,
+from .cache import default_cache_dir, ensure_mels
+from .embed import (FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run,
                     pad_value, untrained_model)
 from .finetune import FinetuneConfig, run_finetune
+from .windows import ClipWindows
 from .probes import ProbeConfig, ProbeInput, label_array, make_folds, run_head_probe, run_knn_probe
 from .report import new_results
 from .tasks import TaskData, TaskSpec, Window, get_task
@@ -143,13 +144,9 @@ def task_info(spec: TaskSpec, td: TaskData, window: Window) -> dict[str, Any]:
             "root": os.path.abspath(td.root), "family": spec.family}
 
 
-def load_windows(dirs: list[str], keys: list[str], window: Window, fe: FrontendConfig) -> tuple[list[str], list[np.ndarray]]:
-    got = {}
-    pad = pad_value(fe)
-    for k, mel in iter_mels(dirs, set(keys)):
-        got[k] = make_windows(mel, window, pad)
-    kept = [k for k in keys if k in got]
-    return kept, [got[k] for k in kept]
+def load_windows(dirs: list[str], keys: list[str], window: Window, fe: FrontendConfig) -> ClipWindows:
+    """The windows of ``keys`` (those present in ``dirs``), cut on demand from the mel shards."""
+    return ClipWindows(dirs, keys, window, pad_value(fe))
 
 
 def evaluate(models: list[ModelEntry], o: RunOptions, results: Optional[dict] = None,
@@ -197,7 +194,8 @@ def evaluate(models: list[ModelEntry], o: RunOptions, results: Optional[dict] = 
                                             for b in emb.block_kinds()}
             want_ft = m.kind == "supervised" or (m.kind == "run" and "finetune" in o.protocols)
             if want_ft and m.make_encoder is not None:
-                keys, windows = load_windows(mels(m.frontend), [c.key for c in td.clips], window, m.frontend)
+                windows = load_windows(mels(m.frontend), [c.key for c in td.clips], window, m.frontend)
+                keys = windows.keys
                 pi = ProbeInput([np.zeros((1, 1))] * len(keys), label_array(td, keys), td.multilabel, td.classes,
                                 make_folds(td, keys, o.probe.valid_fraction), window.aggregate, td.slots)
                 cfg = o.finetune

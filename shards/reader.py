@@ -56,27 +56,44 @@ def split_member(name: str) -> tuple[str, str]:
     return key, ext
 
 
+def _grouped_members(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, tarfile.TarInfo]]]:
+    """``(key, {ext: TarInfo})`` of consecutive members, with the safety checks of the format."""
+    cur_key, cur = None, {}
+    for ti in tar:
+        if not ti.isfile():
+            raise ValueError(f"non-file member {ti.name!r}")
+        key, ext = split_member(ti.name)
+        limit = MAX_JSON_BYTES if ext == JSON_EXT else MAX_MEMBER_BYTES
+        if ti.size > limit:
+            raise ValueError(f"member {ti.name!r} too large ({ti.size} bytes)")
+        if key != cur_key:
+            if cur_key is not None:
+                yield cur_key, cur
+            cur_key, cur = key, {}
+        if ext in cur:
+            raise ValueError(f"member {ti.name!r} appears twice")
+        cur[ext] = ti
+    if cur_key is not None:
+        yield cur_key, cur
+
+
 def iter_tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Group the members of one local shard into ``(key, {ext: bytes})`` with safety checks."""
     with tarfile.open(path, "r:") as tar:
-        cur_key, cur = None, {}
-        for ti in tar:
-            if not ti.isfile():
-                raise ValueError(f"non-file member {ti.name!r}")
-            key, ext = split_member(ti.name)
-            limit = MAX_JSON_BYTES if ext == JSON_EXT else MAX_MEMBER_BYTES
-            if ti.size > limit:
-                raise ValueError(f"member {ti.name!r} too large ({ti.size} bytes)")
-            if key != cur_key:
-                if cur_key is not None:
-                    yield cur_key, cur
-                cur_key, cur = key, {}
-            if ext in cur:
-                raise ValueError(f"member {ti.name!r} appears twice")
-            f = tar.extractfile(ti)
-            cur[ext] = f.read() if f else b""
-        if cur_key is not None:
-            yield cur_key, cur
+        for key, infos in _grouped_members(tar):
+            out = {}
+            for ext, ti in infos.items():
+                f = tar.extractfile(ti)
+                out[ext] = f.read() if f else b""
+            yield key, out
+
+
+def iter_tar_index(path: str) -> Iterator[tuple[str, dict[str, tuple[int, int]]]]:
+    """``(key, {ext: (byte offset, size)})`` of the members of one local shard, read nothing else:
+    random access to a sample is then two ``os.pread`` calls."""
+    with tarfile.open(path, "r:") as tar:
+        for key, infos in _grouped_members(tar):
+            yield key, {ext: (int(ti.offset_data), int(ti.size)) for ext, ti in infos.items()}
 
 
 def decode_members(key: str, members: dict[str, bytes]) -> tuple[np.ndarray, dict]:
