@@ -21,7 +21,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train clean
+.PHONY: setup test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval clean
 
 $(STAMP):
 	@if [ -n "$(APT_PACKAGES)" ]; then \
@@ -69,7 +69,7 @@ demo: setup
 	$(PYTHON) train/pretrain.py $(DEMO_TRAIN) --out $(RUN)
 	$(MAKE) eval
 
-bench: bench-ingest bench-pipeline bench-models bench-train
+bench: bench-ingest bench-pipeline bench-models bench-train bench-eval
 
 bench-ingest: setup
 	$(PYTHON) bench/bench_ingest.py
@@ -83,6 +83,9 @@ bench-models: setup
 
 bench-train: setup
 	$(PYTHON) bench/bench_train.py
+
+bench-eval: setup
+	$(PYTHON) bench/bench_eval.py
 
 clean:
 	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo
