@@ -26,7 +26,7 @@ import torch
 
 from shards.codec import ChunkedMel, CodecError, chunks_to_planes, decompress, load_payload, payload_to_mel
 from shards.format import JSON_EXT, MEL_EXT
-from shards.reader import MAX_JSON_BYTES, MAX_MEMBER_BYTES, split_member
+from shards.reader import MAX_JSON_BYTES, MAX_MEMBER_BYTES, group_samples
 
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
@@ -158,18 +158,7 @@ def iter_tar_members(f: IO[bytes] | MemoryStream) -> Iterator[tuple[str, bytes]]
 
 def iter_tar_stream(f: IO[bytes] | MemoryStream) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Group members into ``(key, {ext: bytes})`` like ``shards.reader.iter_tar_samples``, from a stream."""
-    cur_key, cur = None, {}
-    for name, data in iter_tar_members(f):
-        key, ext = split_member(name)
-        if key != cur_key:
-            if cur_key is not None:
-                yield cur_key, cur
-            cur_key, cur = key, {}
-        if ext in cur:
-            raise ValueError(f"member {name!r} appears twice")
-        cur[ext] = data
-    if cur_key is not None:
-        yield cur_key, cur
+    return group_samples(iter_tar_members(f))
 
 
 # ---------------------------------------------------------------- lazy log-mel decoding

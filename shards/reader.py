@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .manifest import read_manifest
 
 MAX_MEMBER_BYTES = 64 << 20
 MAX_JSON_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 def wds_decoder(key: str, data: bytes) -> Any:
@@ -56,25 +57,36 @@ def split_member(name: str) -> tuple[str, str]:
     return key, ext
 
 
-def _grouped_members(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, tarfile.TarInfo]]]:
-    """``(key, {ext: TarInfo})`` of consecutive members, with the safety checks of the format."""
+def group_samples(members: Iterable[tuple[str, T]]) -> Iterator[tuple[str, dict[str, T]]]:
+    """Consecutive ``(member name, value)`` -> ``(key, {ext: value})``; names are checked with
+    :func:`split_member` and a member appearing twice in a sample is an error."""
     cur_key, cur = None, {}
-    for ti in tar:
-        if not ti.isfile():
-            raise ValueError(f"non-file member {ti.name!r}")
-        key, ext = split_member(ti.name)
-        limit = MAX_JSON_BYTES if ext == JSON_EXT else MAX_MEMBER_BYTES
-        if ti.size > limit:
-            raise ValueError(f"member {ti.name!r} too large ({ti.size} bytes)")
+    for name, value in members:
+        key, ext = split_member(name)
         if key != cur_key:
             if cur_key is not None:
                 yield cur_key, cur
             cur_key, cur = key, {}
         if ext in cur:
-            raise ValueError(f"member {ti.name!r} appears twice")
-        cur[ext] = ti
+            raise ValueError(f"member {name!r} appears twice")
+        cur[ext] = value
     if cur_key is not None:
         yield cur_key, cur
+
+
+def _checked_infos(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
+    for ti in tar:
+        if not ti.isfile():
+            raise ValueError(f"non-file member {ti.name!r}")
+        limit = MAX_JSON_BYTES if ti.name.endswith("." + JSON_EXT) else MAX_MEMBER_BYTES
+        if ti.size > limit:
+            raise ValueError(f"member {ti.name!r} too large ({ti.size} bytes)")
+        yield ti.name, ti
+
+
+def _grouped_members(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, tarfile.TarInfo]]]:
+    """``(key, {ext: TarInfo})`` of consecutive members, with the safety checks of the format."""
+    return group_samples(_checked_infos(tar))
 
 
 def iter_tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
