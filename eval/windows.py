@@ -26,7 +26,7 @@ import numpy as np
 import shards
 from shards.format import JSON_EXT, MEL_EXT
 
-from .embed import pad_window, window_starts
+from .embed import make_windows, pad_window, window_starts
 from .tasks.base import Window
 
 MAX_OPEN = 64
@@ -84,7 +84,8 @@ class ClipWindows:
         return {JSON_EXT: self._read(sid, jo, js), MEL_EXT: self._read(sid, mo, ms)}
 
     def window(self, i: int, k: int) -> np.ndarray:
-        """Window ``k`` of clip ``i``: float32 ``[F, spec.frames]``."""
+        """Window ``k`` of clip ``i``: float32 ``[F, spec.frames]``; ``f16chunks`` decompresses only the
+        chunks it lies in (one random window per clip and step is what fine-tuning draws)."""
         m = self._members(self._rows[i])
         meta = json.loads(m[JSON_EXT])
         starts, n = self._starts[i], self.spec.frames
@@ -94,16 +95,17 @@ class ClipWindows:
         return shards.decode_mel_frames(m[MEL_EXT], meta, s, s + n)
 
     def clip(self, i: int) -> np.ndarray:
-        """Every window of clip ``i``: float32 ``[W, F, window.frames]`` (as ``make_windows``)."""
-        return np.stack([self.window(i, k) for k in range(int(self.n_windows[i]))])
+        """Every window of clip ``i``: float32 ``[W, F, spec.frames]``; the clip is decoded once."""
+        m = self._members(self._rows[i])
+        return make_windows(shards.decode_mel(m[MEL_EXT], json.loads(m[JSON_EXT])), self.spec, self.pad)
 
     def batches(self, idx: Sequence[int], batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All windows of clips ``idx`` in batches of up to ``batch``: ``(x [b, F, n], position in idx)``."""
         xs: list[np.ndarray] = []
         owner: list[int] = []
         for pos, i in enumerate(idx):
-            for k in range(int(self.n_windows[i])):
-                xs.append(self.window(int(i), k))
+            for w in self.clip(int(i)):
+                xs.append(w)
                 owner.append(pos)
                 if len(xs) == batch:
                     yield np.stack(xs), np.asarray(owner)

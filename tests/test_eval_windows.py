@@ -52,6 +52,9 @@ def test_windows_equal_make_windows(tmp_path, codec, window, monkeypatch):
         assert cw.n_windows[i] == want.shape[0]
         got = cw.clip(i)
         assert got.dtype == np.float32 and np.array_equal(got, want), (codec, key)
+        for k in range(want.shape[0]):  # one window on its own (what a training step draws)
+            one = cw.window(i, k)
+            assert one.dtype == np.float32 and np.array_equal(one, want[k]), (codec, key, k)
     assert len(cw._fds) <= 2
     # batched over clips: every window once, owners in order, and batches never exceed the size
     idx = [3, 0, 5]
