@@ -4,7 +4,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+# Installs come from the lock (requirements.lock, made by `make lock`), through a pinned uv.
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+EXTRAS ?=
+LOCK := $(if $(filter all,$(EXTRAS)),requirements-all.lock,requirements.lock)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+export UV_PYTHON_DOWNLOADS := never
 APT_PACKAGES ?=
 
 DATA ?= data
@@ -21,21 +28,41 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval clean
+.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval clean
 
-$(STAMP):
+$(UV):
+	$(PY) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+apt:
 	@if [ -n "$(APT_PACKAGES)" ]; then \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	    else echo "please install:$$missing (apt-get)"; fi; fi; fi
-	test -x $(PYTHON) || $(PY) -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
 
-setup: $(STAMP)
+# Every run brings the venv back to the lock (a package upgraded or downgraded by hand is reinstalled
+# at the locked version; about a second when nothing differs), then checks it.
+setup: $(UV) apt
+	test -x $(PYTHON) || $(UV) venv -q --python "$$(command -v $(PY))" $(VENV)
+	$(UV) pip install -q --python $(PYTHON) --require-hashes -r $(LOCK)
+	@test -f $(STAMP) || { $(UV) pip install -q --python $(PYTHON) --no-deps -e . && rm -f $(VENV)/.installed-* && touch $(STAMP); }
+	@$(PYTHON) tests/lockcheck.py $(LOCK)
+
+check-lock: setup
+
+# Re-resolve the locks (run after editing dependencies in pyproject.toml or constraints.txt).
+# Existing pins are kept where they still fit; `make lock UPGRADE=1` moves everything to the newest.
+# A new torch must be paired with the torchaudio built against it: change constraints.txt, `make lock`,
+# then `make test` (tests/test_install.py loads torchaudio's compiled ops).
+lock: $(UV)
+	$(UV) pip compile -q pyproject.toml --all-extras --universal --generate-hashes -c constraints.txt \
+	  --python-version 3.10 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -o requirements-all.lock
+	cp requirements-all.lock requirements.lock.tmp
+	$(UV) pip compile -q pyproject.toml --extra dev --universal --generate-hashes -c constraints.txt \
+	  --python-version 3.10 --custom-compile-command "make lock" -o requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+
 
 test: setup
 	$(PYTHON) -m pytest -q tests
