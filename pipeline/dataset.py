@@ -18,7 +18,8 @@ generator seeded by ``(seed, clip key)``, so they do not depend on the number of
 
 Corrupt shards (unreadable, truncated, bad tar headers) and corrupt samples (missing members, bad
 JSON, bad zstd/npy, shape mismatch, non-finite values) are skipped with a warning and counted in a
-:class:`SkipCounter` shared by all workers; the trainer logs ``info.skipped.as_dict()``.
+:class:`SkipCounter` shared by all workers; `skipped` counts samples (a corrupt shard adds the samples
+its manifest lists that were not read), and the trainer logs it as ``corrupt_skipped``.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def open_shard(url: str, allow_pipe: bool = False) -> Any:
 class SkipCounter:
     """Counts shared by the main process and all DataLoader workers (a shared-memory array)."""
 
-    FIELDS = ("corrupt_shards", "corrupt_samples", "padded_examples", "dropped_examples")
+    FIELDS = ("corrupt_shards", "corrupt_samples", "padded_examples", "dropped_examples", "lost_samples")
 
     def __init__(self) -> None:
         self._arr = mp.Array("q", len(self.FIELDS))
@@ -90,11 +91,17 @@ class SkipCounter:
         return self.get("corrupt_samples")
 
     @property
+    def lost_samples(self) -> int:
+        """Samples a corrupt shard held (per its manifest) that were never read."""
+        return self.get("lost_samples")
+
+    @property
     def skipped(self) -> int:
-        return self.corrupt_shards + self.corrupt_samples
+        """Samples skipped so far: corrupt samples plus the unread rest of corrupt shards."""
+        return self.corrupt_samples + self.lost_samples
 
     def __int__(self) -> int:
-        """``int(info.skipped)``: corrupt shards + corrupt samples skipped so far."""
+        """``int(info.skipped)``: samples skipped so far (the trainer's ``corrupt_skipped``)."""
         return self.skipped
 
     def __repr__(self) -> str:
@@ -213,6 +220,7 @@ class MelStream(IterableDataset):
                         yield key, members
             except Exception as e:  # noqa: BLE001 - any failure of one shard: skip it, count it, go on
                 self.counter.add("corrupt_shards")
+                self.counter.add("lost_samples", max(int(ref.samples or 0) - n, 0))  # the unread rest
                 log.warning("skipping the rest of shard %s after %d samples: %s: %s", ref.url, n, type(e).__name__, e)
             if endless:
                 streak = 0 if n else streak + 1

@@ -24,7 +24,7 @@ import orjson
 import numpy as np
 import torch
 
-from shards.codec import ChunkedMel, CodecError, chunks_to_planes, decompress, load_payload, payload_to_mel
+from shards.codec import ChunkedMel, CodecError, chunks_to_planes, decompress, load_payload, payload_to_mel, wants_checksum
 from shards.format import JSON_EXT, MEL_EXT
 from shards.reader import MAX_JSON_BYTES, MAX_MEMBER_BYTES, group_samples
 
@@ -298,7 +298,7 @@ def decode_clip(key: str, members: dict[str, bytes]) -> Clip:
     data = members[MEL_EXT]
     try:
         chunked = ChunkedMel.open(data, meta)  # f16chunks: validates the index, decompresses nothing
-        clip = Clip(key, meta, chunked if chunked is not None else _payload(decompress(data), data))
+        clip = Clip(key, meta, chunked if chunked is not None else _payload(decompress(data, checksum=wants_checksum(meta)), data))
     except CodecError as e:
         raise CorruptSample(f"sample {key}: {e}") from None
     if meta.get("frames") != clip.shape[1] or meta.get("n_mels") != clip.shape[0]:

@@ -17,6 +17,12 @@ into log-mels:
 * ``u8`` -- uint8 ``[n_mels, frames]`` quantised with a per-clip affine map stored in the sample's
   JSON (``"mel_q": {"lo": ..., "step": ...}``): value = lo + step * q.  Lossy; the bound
   ``step / 2`` is recorded per clip and the maximum over the set in the manifest.
+
+Checksums (format version 2): every zstd frame carries zstd's content checksum (the low 32 bits of
+the XXH64 of its decompressed bytes, verified by every zstd decoder), and the sample's JSON says so
+with ``"mel_checksum": "zstd-xxh64"``; a reader then refuses a frame without it, so a flipped byte in
+the mel data fails decoding instead of changing values.  Version-1 samples (no such field) decode as
+before.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ CODECS = ("f16", "f16planes", "f16chunks", "u8")
 DEFAULT_CODEC = "f16chunks"
 DEFAULT_LEVEL = 9
 CHUNK_FRAMES = 100  # frames per zstd frame in f16chunks (1 s at a 10 ms hop)
-CODEC_KEYS = ("mel_q", "mel_chunks")  # per-sample JSON fields that belong to the codec
+CHECKSUM = "zstd-xxh64"  # value of the sample JSON's "mel_checksum" (format version 2)
+CODEC_KEYS = ("mel_q", "mel_chunks", "mel_checksum")  # per-sample JSON fields that belong to the codec
 _MAX_ELEMENTS = 512 * 200_000  # refuse absurd arrays from hostile members (~ 2 h at 10 ms, 512 bins)
 _MAX_CHUNK_FRAMES = 100_000
 
@@ -79,19 +86,21 @@ def _encode_chunks(planes: np.ndarray, cctx: zstandard.ZstdCompressor,
     return b"".join(parts), {"mel_chunks": {"frames_per_chunk": c, "offsets": offsets}}
 
 
-def encode_mel(mel: np.ndarray, codec: str = DEFAULT_CODEC, level: int = DEFAULT_LEVEL) -> tuple[bytes, dict[str, Any], np.ndarray]:
+def encode_mel(mel: np.ndarray, codec: str = DEFAULT_CODEC, level: int = DEFAULT_LEVEL,
+               checksum: bool = True) -> tuple[bytes, dict[str, Any], np.ndarray]:
     """Encode a float log-mel ``[n_mels, frames]``.
 
     Returns ``(member_bytes, json_extra, decoded)``: ``json_extra`` goes into the sample's JSON
-    (``mel_q`` for ``u8``, ``mel_chunks`` for ``f16chunks``, else empty) and ``decoded`` is exactly
-    what a reader gets back (float32).
+    (``mel_q`` for ``u8``, ``mel_chunks`` for ``f16chunks``, ``mel_checksum`` unless ``checksum`` is
+    false, which writes a format-version-1 sample) and ``decoded`` is exactly what a reader gets back
+    (float32).
     """
     if mel.ndim != 2 or mel.size == 0:
         raise ValueError(f"log-mel must be a non-empty 2-D array, got shape {mel.shape}")
     if not np.isfinite(mel).all():
         raise ValueError("log-mel contains NaN or Inf")
-    cctx = zstandard.ZstdCompressor(level=level)
-    extra: dict[str, Any] = {}
+    cctx = zstandard.ZstdCompressor(level=level, write_checksum=checksum)
+    extra: dict[str, Any] = {"mel_checksum": CHECKSUM} if checksum else {}
     if codec == "f16":
         h = mel.astype(np.float16)
         payload, decoded = h, h.astype(np.float32)
@@ -99,14 +108,14 @@ def encode_mel(mel: np.ndarray, codec: str = DEFAULT_CODEC, level: int = DEFAULT
         payload, h = _f16_planes(mel)
         decoded = h.astype(np.float32)
         if codec == "f16chunks":
-            data, extra = _encode_chunks(payload, cctx)
-            return data, extra, decoded
+            data, chunk_extra = _encode_chunks(payload, cctx)
+            return data, {**chunk_extra, **extra}, decoded
     elif codec == "u8":
         lo, hi = float(mel.min()), float(mel.max())
         step = (hi - lo) / 255.0 if hi > lo else 1.0
         q = np.clip(np.rint((mel - lo) / step), 0, 255).astype(np.uint8)
         payload = q
-        extra = {"mel_q": {"lo": lo, "step": step, "max_abs_error": step / 2}}
+        extra["mel_q"] = {"lo": lo, "step": step, "max_abs_error": step / 2}
         decoded = (lo + step * q.astype(np.float32)).astype(np.float32)
     else:
         raise ValueError(f"unknown codec {codec!r}; choose from {CODECS}")
@@ -169,8 +178,31 @@ def _read_frames(data: bytes, max_output: int) -> bytes:
             out.append(b)
 
 
-def decompress(data: bytes, max_output: int = _MAX_ELEMENTS * 2 + 4096) -> bytes:
-    """The member's bytes after ``zstd -d``: one frame, or for ``f16chunks`` all frames concatenated."""
+def wants_checksum(meta: dict | None) -> bool:
+    """True when the sample JSON promises checksummed zstd frames (format version 2)."""
+    v = (meta or {}).get("mel_checksum")
+    if v is None:
+        return False
+    if v != CHECKSUM:
+        raise CodecError(f"JSON mel_checksum {v!r} is not {CHECKSUM!r}")
+    return True
+
+
+def _check_has_checksum(frame: Any, what: str) -> None:
+    try:
+        ok = zstandard.get_frame_parameters(frame).has_checksum
+    except zstandard.ZstdError as e:
+        raise CodecError(f"{what}: zstd: {e}") from None
+    if not ok:
+        raise CodecError(f"{what}: zstd frame has no content checksum, but the JSON says it must")
+
+
+def decompress(data: bytes, max_output: int = _MAX_ELEMENTS * 2 + 4096, checksum: bool = False) -> bytes:
+    """The member's bytes after ``zstd -d``: one frame, or for ``f16chunks`` all frames concatenated.
+    ``checksum``: refuse a first frame without zstd's content checksum (frames that have one are
+    always verified)."""
+    if checksum:
+        _check_has_checksum(data, "mel data")
     try:
         size = zstandard.frame_content_size(data)
         if size > max_output:
@@ -183,9 +215,9 @@ def decompress(data: bytes, max_output: int = _MAX_ELEMENTS * 2 + 4096) -> bytes
         raise CodecError(f"zstd: {e}") from None
 
 
-def load_payload(data: bytes) -> np.ndarray:
+def load_payload(data: bytes, checksum: bool = False) -> np.ndarray:
     """zstd + .npy -> the stored array (float16 or uint8), without interpreting the codec."""
-    return _load_npy(decompress(data))
+    return _load_npy(decompress(data, checksum=checksum))
 
 
 # float16 -> float32 through a 65,536-entry table: about 2x faster than numpy's astype here.
@@ -244,6 +276,7 @@ class ChunkIndex:
     frames: int
     frames_per_chunk: int
     bounds: tuple[int, ...]  # K + 1 byte offsets; bounds[0] is the end of the header frame
+    checksum: bool = False  # every frame must carry zstd's content checksum (format version 2)
 
     @property
     def chunks(self) -> int:
@@ -273,12 +306,14 @@ class ChunkIndex:
             if type(o) is not int or o <= prev:  # not isinstance: bool and float are refused too
                 raise CodecError(f"mel_chunks: offsets must be increasing integers in (0, {size}) (the member's size)")
             prev = o
-        return cls(n_mels, frames, c, tuple(offs) + (size,))
+        return cls(n_mels, frames, c, tuple(offs) + (size,), wants_checksum(meta))
 
     def chunk(self, data: bytes, k: int) -> np.ndarray:
         """Decompress chunk ``k``: uint8 ``[2, n_mels, frames_per_chunk]``."""
         frame = memoryview(data)[self.bounds[k]:self.bounds[k + 1]]
         want = 2 * self.n_mels * self.frames_per_chunk
+        if self.checksum:
+            _check_has_checksum(frame, f"chunk {k}")
         try:
             if zstandard.frame_content_size(frame) not in (want, -1):
                 raise CodecError(f"chunk {k}: zstd frame does not declare {want} bytes")
@@ -291,6 +326,8 @@ class ChunkIndex:
 
     def check_header(self, data: bytes) -> None:
         """The header frame must hold exactly the ``.npy`` header of uint8 ``[K, 2, n_mels, C]``."""
+        if self.checksum:
+            _check_has_checksum(memoryview(data)[:self.bounds[0]], "header frame")
         try:
             raw = _DCTX.decompress(memoryview(data)[:self.bounds[0]], max_output_size=1 << 16, allow_extra_data=False)
         except zstandard.ZstdError as e:
@@ -351,7 +388,7 @@ def decode_mel(data: bytes, meta: dict | None = None) -> np.ndarray:
     chunk at its recorded offset, and the zero padding of the last chunk."""
     chunked = ChunkedMel.open(data, meta)
     if chunked is None:
-        return payload_to_mel(load_payload(data), meta)
+        return payload_to_mel(load_payload(data, wants_checksum(meta)), meta)
     idx = chunked.index
     idx.check_header(data)
     mel = chunked.frames(0, idx.frames)  # every chunk, each from its recorded offset

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 FORMAT_NAME = "melstream-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: zstd frames carry content checksums (samples say "mel_checksum"); 1 is still read
 MANIFEST = "manifest.json"
 PARTS_DIR = ".parts"
 FAILURES = "failures.jsonl"

@@ -72,11 +72,12 @@ class ShardWriter:
     """Write one shard ``out_dir/name`` atomically; ``close()`` returns and stores its sidecar record."""
 
     def __init__(self, out_dir: str, name: str, codec: str = DEFAULT_CODEC, level: int = DEFAULT_LEVEL,
-                 common: dict[str, Any] | None = None):
+                 common: dict[str, Any] | None = None, checksum: bool = True):
         self.out_dir = out_dir
         self.name = check_shard_name(name)
         self.codec = codec
         self.level = level
+        self.checksum = checksum  # False writes format-version-1 samples (tests, benchmarks)
         self.common = dict(common or {})
         self.path = os.path.join(out_dir, name)
         self.tmp = self.path + f".{os.getpid()}.tmp"
@@ -94,7 +95,7 @@ class ShardWriter:
         check_key(key)
         if key in self.keys:
             raise ValueError(f"duplicate key {key!r} in shard {self.name}")
-        data, extra, decoded = encode_mel(mel, self.codec, self.level)
+        data, extra, decoded = encode_mel(mel, self.codec, self.level, self.checksum)
         meta = {k: v for k, v in meta.items() if k not in CODEC_KEYS}  # stale ones from a re-encoded sample
         rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": self.codec, **extra}
         if "mel_q" in extra:

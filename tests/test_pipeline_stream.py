@@ -276,7 +276,8 @@ def test_truncated_shard_counted_in_eval(synth, tmp_path):
     open(victim, "wb").write(data[:cut])
     loader, info = build_loader([bad], "crop", 4, mode="eval", return_keys=True)
     keys = valid_keys(list(loader))
-    assert info.skipped.corrupt_shards == 1 and info.skipped.corrupt_samples == 0 and int(info.skipped) == 1
+    assert info.skipped.corrupt_shards == 1 and info.skipped.corrupt_samples == 0 and info.skipped.lost_samples == 1
+    assert int(info.skipped) == 1  # counted in samples: the one clip cut off
     assert len(keys) == 19 and len(set(keys)) == len(keys)
 
 
