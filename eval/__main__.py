@@ -8,6 +8,8 @@ import os
 import sys
 import textwrap
 
+from shards.cli import cli_main
+
 from .probes import PROBE_HELP, PROBES
 
 
@@ -154,6 +156,7 @@ def cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
+@cli_main("python -m eval")
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+from shards.cli import cli_main
 from shards.codec import CODECS, DEFAULT_CODEC
 
 from .codec_choices import CODEC_HELP
@@ -70,6 +71,7 @@ def _manifest_extra(source):
     return (lambda split: fn(split)) if takes_split else (lambda split: fn())
 
 
+@cli_main("python -m ingest")
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)

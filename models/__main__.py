@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 
+from shards.cli import cli_main
 
+
+@cli_main("python -m models")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)

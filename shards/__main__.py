@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import cli_main
 from .inspect_dir import summary
 from .manifest import ManifestError, build_manifest
 from .verify import verify_dir
 
 
+@cli_main("python -m shards")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m shards", description="melstream shard directories")
     sub = ap.add_subparsers(dest="cmd", required=True)

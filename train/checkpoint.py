@@ -4,14 +4,27 @@ The state goes to a temp directory that is renamed when complete; ``latest`` (a 
 replaced atomically) names the newest finished checkpoint; only the newest ``keep_last`` are kept.
 Loading goes through ``accelerator.load_state`` (torch.load with ``weights_only=True`` in
 accelerate; model weights as safetensors).  A half-written checkpoint is never named by ``latest``.
+
+``COMPLETE``, written last, is a small index: the step and the size and SHA-256 of every file of the
+checkpoint.  ``--resume`` (:func:`load_newest`) checks it and falls back to the previous complete
+checkpoint, with a warning, when a file was truncated or changed afterwards (a full disk, a copy cut
+short); a checkpoint that is intact but does not load is "unreadable" (then also skipped) or "does not
+fit this configuration" (an error: changed method, encoder or optimiser).  Checkpoints written before
+the index (``COMPLETE`` holding only the step) are accepted as they are.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import re
 import shutil
+from typing import Any
 
 from shards.atomic import atomic_write_bytes
+
+log = logging.getLogger("melstream.train")
 
 _STEP_RE = re.compile(r"^step_(\d{7,})$")
 
@@ -57,7 +70,8 @@ def save_checkpoint(accelerator, out: str, step: int, keep_last: int) -> str:
     accelerator.save_state(tmp, safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        atomic_write_bytes(os.path.join(tmp, "COMPLETE"), f"{step}\n".encode())
+        index = {"step": int(step), "files": _file_index(tmp)}
+        atomic_write_bytes(os.path.join(tmp, "COMPLETE"), (json.dumps(index, indent=1) + "\n").encode())
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -66,3 +80,97 @@ def save_checkpoint(accelerator, out: str, step: int, keep_last: int) -> str:
             shutil.rmtree(path, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _file_index(ckpt: str) -> dict[str, dict[str, Any]]:
+    """``relative path -> {bytes, sha256}`` of every file under ``ckpt`` (but ``COMPLETE``)."""
+    out = {}
+    for dirpath, _, files in os.walk(ckpt):
+        for fn in sorted(files):
+            p = os.path.join(dirpath, fn)
+            rel = os.path.relpath(p, ckpt)
+            if rel != "COMPLETE":
+                out[rel] = {"bytes": os.path.getsize(p), "sha256": _sha256(p)}
+    return dict(sorted(out.items()))
+
+
+def check_checkpoint(ckpt: str) -> str | None:
+    """``None`` when every file the ``COMPLETE`` index lists is there with its size and SHA-256, else
+    what is wrong (one line).  A legacy ``COMPLETE`` (just the step) is trusted."""
+    try:
+        with open(os.path.join(ckpt, "COMPLETE"), encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        return f"no readable COMPLETE marker ({e})"
+    try:
+        index = json.loads(text)
+    except json.JSONDecodeError:
+        return None if text.strip().isdigit() else "COMPLETE marker is neither an index nor a step"
+    files = index.get("files") if isinstance(index, dict) else None
+    if not isinstance(files, dict) or not files:
+        return "COMPLETE index lists no files"
+    for rel, want in files.items():
+        p = os.path.join(ckpt, rel)
+        if not isinstance(want, dict) or os.path.isabs(rel) or ".." in rel.split(os.sep):
+            return f"COMPLETE index entry {rel!r} is invalid"
+        if not os.path.isfile(p):
+            return f"{rel} is missing"
+        size = os.path.getsize(p)
+        if size != want.get("bytes"):
+            return f"{rel} is {size} bytes, the index says {want.get('bytes')} (truncated or changed)"
+        if _sha256(p) != want.get("sha256"):
+            return f"{rel} does not match its SHA-256 in the index (changed after it was written)"
+    return None
+
+
+def _unreadable(e: BaseException) -> bool:
+    """A load failure that means damaged bytes (not a checkpoint of another configuration)."""
+    if isinstance(e, (EOFError, OSError)) or type(e).__name__ in ("SafetensorError", "UnpicklingError"):
+        return True
+    msg = str(e).lower()
+    return any(w in msg for w in ("zip archive", "central directory", "failed reading", "truncat", "invalid load key",
+                                  "unexpected end", "header", "incomplete", "corrupt"))
+
+
+def candidates(out: str) -> list[tuple[int, str]]:
+    """Complete checkpoints, newest first (the one ``latest`` names leads)."""
+    found = list_checkpoints(out)[::-1]
+    first = latest_checkpoint(out)
+    if first is not None and first in found:
+        found.remove(first)
+        found.insert(0, first)
+    return found
+
+
+def load_newest(accelerator, out: str) -> tuple[int, str] | None:
+    """Load the newest checkpoint of ``out`` that is intact and readable; ``None`` when there is none.
+
+    A checkpoint whose files do not match its index, or that fails to load as damaged bytes, is skipped
+    with a warning and the previous one is tried; one that loads but does not fit the model or
+    optimiser is an error (``ValueError``), as falling back would silently train something else."""
+    tried = []
+    for step, path in candidates(out):
+        problem = check_checkpoint(path)
+        if problem is None:
+            try:
+                accelerator.load_state(path)
+                return step, path
+            except Exception as e:  # noqa: BLE001 - sorted into damaged vs. does-not-fit below
+                line = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+                if not _unreadable(e):
+                    raise ValueError(f"--resume: checkpoint {path} does not fit this configuration (changed method, "
+                                     f"encoder, heads or optimiser?): {line}") from None
+                problem = f"unreadable ({line})"
+        log.warning("--resume: skipping checkpoint %s: %s; trying the previous one", path, problem)
+        tried.append(f"{os.path.basename(path)}: {problem}")
+    if tried:
+        raise ValueError(f"--resume: no intact checkpoint in {ckpt_root(out)} ({'; '.join(tried)[:400]})")
+    return None

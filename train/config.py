@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .validate import TRAIN_BOUNDS, TRAIN_CHOICES, ConfigError, check_fields
+
 
 @dataclass
 class TrainConfig:
@@ -117,13 +119,29 @@ def build_parser(methods: list[str], encoders: list[str]) -> argparse.ArgumentPa
     return ap
 
 
+def read_yaml(path: str) -> Any:
+    """A YAML file, or ``SystemExit`` with one line naming the file (and the line of a syntax error)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise SystemExit(f"error: {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise SystemExit(f"error: {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SystemExit(f"error: {where}: invalid YAML ({what})") from None
+
+
 def load_config(argv: list[str] | None, methods: list[str], encoders: list[str]) -> TrainConfig:
     ap = build_parser(methods, encoders)
     a = ap.parse_args(argv)
     data: dict[str, Any] = {}
+    from_cli: set[str] = set()
     if a.config:
-        with open(a.config) as f:
-            loaded = yaml.safe_load(f) or {}
+        loaded = read_yaml(a.config) or {}
         if not isinstance(loaded, dict):
             raise SystemExit(f"error: {a.config}: expected a mapping of TrainConfig fields")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -135,17 +153,21 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str])
         v = getattr(a, f.name, None)
         if v is not None:
             data[f.name] = v
+            from_cli.add(f.name)
     for key, flag, attr in (("hparams", "--hp", "hp"), ("encoder_kwargs", "--encoder-arg", "encoder_arg"),
                             ("sampler_kwargs", "--sampler-arg", "sampler_arg")):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise SystemExit(f"error: {a.config}: {key}: expected a mapping, got {data[key]!r}")
         merged = dict(data.get(key) or {})
         merged.update(parse_kv(getattr(a, attr), flag))
         data[key] = merged
     if data.get("method") not in methods:
         raise SystemExit(f"error: unknown method {data.get('method')!r}; choose from {methods}")
+    try:  # every field converted to its declared type and checked, from the dataclass (train/validate.py)
+        data = check_fields(TrainConfig, data, lambda k: "--" + k.replace("_", "-") if k in from_cli else f"{a.config}: {k}",
+                            TRAIN_BOUNDS, TRAIN_CHOICES)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     cfg = TrainConfig(**data)
-    if (cfg.steps is not None and cfg.steps < 1) or cfg.grad_accum < 1 or cfg.save_every < 1 or cfg.keep_last < 1:
-        raise SystemExit("error: --steps, --grad-accum, --save-every and --keep-last must be >= 1")
-    if cfg.mixed_precision not in ("no", "bf16", "fp16"):
-        raise SystemExit("error: --mixed-precision must be no, bf16 or fp16")
     json.dumps(cfg.to_dict())  # everything must be serialisable into config.yaml
     return cfg

@@ -44,9 +44,13 @@ def load_weights(encoder: torch.nn.Module, path: str, what: str = "weights") -> 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path}: no such file")
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(path)
+        state = read_safetensors(path, what)
     else:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # a zip archive or a legacy pickle
+            raise ValueError(f"{what} {path}: not a PyTorch checkpoint (neither the zip format of torch.save nor a "
+                             f"legacy pickle; starts with {magic!r})")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickled objects, truncated files: one line for the user
@@ -64,6 +68,19 @@ def load_weights(encoder: torch.nn.Module, path: str, what: str = "weights") -> 
     if unexpected:
         logging.getLogger("melstream.train").warning("%s %s: ignoring %d keys not in the encoder (e.g. %s)",
                                                      what, path, len(unexpected), unexpected[:3])
+
+
+def read_safetensors(path: str, what: str = "weights") -> dict[str, torch.Tensor]:
+    """Every tensor of a ``.safetensors`` file, or ``ValueError`` naming the file (truncated, not safetensors)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - SafetensorError (truncated, garbage header), OSError: one line
+        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what} {path}: not a readable safetensors file ({why})") from None
 
 
 def import_weights(out: str, encoder_name: str, kwargs: dict[str, Any], weights: str, frontend: dict[str, Any],
@@ -106,16 +123,22 @@ def read_meta(run_dir: str) -> dict[str, Any]:
 
 def load_encoder(run_dir: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the exported encoder in eval mode; returns ``(encoder, meta)``."""
-    from safetensors.torch import load_file
-
     from models import ENCODERS, build_encoder
 
     meta = read_meta(run_dir)
     if meta["encoder"] not in ENCODERS:
         raise ValueError(f"{run_dir}: unknown encoder {meta['encoder']!r}; known: {sorted(ENCODERS)}")
-    enc = build_encoder(meta["encoder"], **meta["kwargs"])
-    state = load_file(os.path.join(run_dir, WEIGHTS), device="cpu")
-    missing, unexpected = enc.load_state_dict(state, strict=False)
+    from .validate import build_checked, coerce_kwargs
+
+    what = f"{os.path.join(run_dir, META)}: bad kwargs"  # the JSON is outside input: typed and checked first
+    kwargs = coerce_kwargs([ENCODERS[meta["encoder"]]], meta["kwargs"], what, meta["encoder"])
+    enc = build_checked(build_encoder, meta["encoder"], kwargs, what)
+    state = read_safetensors(os.path.join(run_dir, WEIGHTS), "encoder weights")
+    try:
+        missing, unexpected = enc.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes of another size of this encoder
+        raise ValueError(f"{run_dir}: weights do not match {meta['encoder']} {kwargs}: "
+                         f"{str(e).strip().splitlines()[-1].strip()[:200]}") from None
     if missing or unexpected:
         raise ValueError(f"{run_dir}: weights do not match {meta['encoder']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return enc.to(device).eval(), meta

@@ -16,11 +16,13 @@ import argparse
 import sys
 
 from models import ENCODERS
+from shards.cli import cli_main
 
 from .config import parse_kv
 from .export import import_weights
 
 
+@cli_main("python -m train.import_weights")
 def main(argv: list[str] | None = None) -> int:
     from ingest.frontend import PRESETS, get_preset
 

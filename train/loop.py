@@ -26,10 +26,11 @@ import torch
 
 from shards.atomic import atomic_write_bytes
 
-from .checkpoint import latest_checkpoint, save_checkpoint
+from .checkpoint import load_newest, save_checkpoint
 from .config import TrainConfig
 from .export import load_weights, save_encoder
 from .optim import build_optimizer, build_scheduler
+from .validate import build_checked, check_run
 
 log = logging.getLogger("melstream.train")
 
@@ -193,9 +194,10 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
 
     from models import build_encoder
     from models.objectives import build_objective, get_objective_class
-    from pipeline import build_loader, read_manifests
+    from pipeline import build_loader, build_sampler, read_manifests
 
     obj_cls = get_objective_class(cfg.method)
+    cfg = check_run(cfg, obj_cls)  # outside values converted to their declared types, or one line
     base_hp = obj_cls.default_hparams(cfg.hparams.get("preset")).to_dict()
     hp = obj_cls.HParams(**{k: v for k, v in {**base_hp, **cfg.hparams}.items() if k in base_hp})
     unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"num_classes", "decoder", "preset"}
@@ -238,7 +240,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     facts = read_manifests(cfg.shards)
     enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
     set_seed(cfg.seed)
-    encoder = build_encoder(enc_name, **enc_kwargs)
+    encoder = build_checked(build_encoder, enc_name, enc_kwargs, "bad --encoder-arg", shown=cfg.encoder_kwargs)
     if cfg.init:
         load_weights(encoder, cfg.init, what="--init")
     extra: dict[str, Any] = {}
@@ -256,20 +258,17 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)
 
+    skw = _sampler_kwargs(cfg, sampler, hp)
+    build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)  # before writing anything
     os.makedirs(cfg.out, exist_ok=True)
     metrics_path = os.path.join(cfg.out, "metrics.jsonl")
     step = 0
     if cfg.resume:
-        found = latest_checkpoint(cfg.out)
+        found = load_newest(acc, cfg.out)  # the newest intact one; damaged ones are skipped with a warning
         if found is None:
             acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
         else:
             step, path = found
-            try:
-                acc.load_state(path)
-            except (KeyError, ValueError, RuntimeError) as e:
-                raise ValueError(f"--resume: checkpoint {path} does not fit this configuration (changed method, "
-                                 f"encoder, heads or optimiser?): {str(e).splitlines()[0][:200]}") from None
             acc.print(f"resumed from {path} (step {step})")
             if acc.is_main_process:
                 _truncate_metrics(metrics_path, step)
@@ -284,7 +283,6 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
         if trackers:
             acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
-    skw = _sampler_kwargs(cfg, sampler, hp)
     norm = _input_norm(sampler, facts, hp)  # refined from the loader's own account below
 
     def export(at: int) -> None:

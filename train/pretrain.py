@@ -12,6 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from shards.cli import cli_main  # noqa: E402 - after the path fix-up above
+
 
 def _online_probe(task: str, data_root: str, cache_dir: str):
     """Adapter from ``eval.online.OnlineProbe`` to the trainer's ``probe(encoder, ctx) -> metrics``."""
@@ -35,6 +37,7 @@ def _online_probe(task: str, data_root: str, cache_dir: str):
     return probe
 
 
+@cli_main("train/pretrain.py")
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from models import ENCODERS
