@@ -193,7 +193,7 @@ def test_voxceleb_broken(tmp_path):
 def test_voxforge(tmp_path):
     root = tmp_path / "voxforge"
     for lang in ("de", "en", "es"):
-        for user in ("anna", "bob", "carl", "dora", "eve"):
+        for user in ("anna", "bob", "carl", "dora", "eve", "finn", "gus", "hana", "ida", "jon"):  # test split: >= 2 languages
             for k in range(2):
                 touch(str(root / lang / f"{user}{lang}-20080101-x{k}" / "wav" / f"a{k}.wav"))
     td = get_task("voxforge_lid").load(get_task("voxforge_lid").locate(str(tmp_path)))
@@ -212,7 +212,7 @@ def test_voxforge_broken(tmp_path):
 def _librispeech(root, drop_trans=False):
     for spk, chap in (("19", "198"), ("26", "495")):
         d = os.path.join(root, "train-clean-100", spk, chap)
-        for u in range(6):
+        for u in range(20):  # enough that both speakers reach the hashed test split
             touch(os.path.join(d, f"{spk}-{chap}-{u:04d}.flac"))
         if not drop_trans:
             write(os.path.join(d, f"{spk}-{chap}.trans.txt"), f"{spk}-{chap}-0000 HELLO\n")
@@ -222,7 +222,7 @@ def test_librispeech(tmp_path):
     root = str(tmp_path / "LibriSpeech")
     _librispeech(root)
     td = get_task("librispeech100_spk").load(get_task("librispeech100_spk").locate(str(tmp_path)))
-    assert td.protocol == "ls100-utt-hash" and td.classes == ["19", "26"] and len(td.clips) == 12
+    assert td.protocol == "ls100-utt-hash" and td.classes == ["19", "26"] and len(td.clips) == 40
 
 
 def test_librispeech_broken(tmp_path):
@@ -468,7 +468,7 @@ def test_csv_layouts(tmp_path):
     multi = write(str(tmp_path / "multi.csv"), "path,labels\n" + "".join(f"a/{i}.wav,x;y\n" for i in range(6)))
     td = get_task("csv").load(multi)
     assert td.multilabel and td.protocol == "csv-hash-80-20" and td.clips[0].labels == ("x", "y")
-    folds = write(str(tmp_path / "labels.csv"), "path,label,fold\n" + "".join(f"a/{i}.wav,x,{i % 3}\n" for i in range(6)))
+    folds = write(str(tmp_path / "labels.csv"), "path,label,fold\n" + "".join(f"a/{i}.wav,{'x' if i % 2 else 'y'},{i % 3}\n" for i in range(6)))
     td = get_task("csv").load(str(tmp_path))  # a folder holding labels.csv
     assert td.kfold and td.folds == [0, 1, 2] and td.protocol == "csv-kfold"
     assert folds

@@ -87,6 +87,14 @@ class TaskData:
             for s in ("train", "test"):
                 if s not in have:
                     raise LayoutError(f"{self.name}: no {s} clips found under {self.root}")
+        # one class makes every score trivially perfect (accuracy 1.00 +- 0): refuse it
+        groups = [("all clips", self.clips)] if self.kfold else \
+            [(f"the {s} split", [c for c in self.clips if c.split == s]) for s in ("train", "test")]
+        for what, clips in groups:
+            present = sorted({lab for c in clips for lab in c.labels})
+            if len(present) < 2:
+                raise LayoutError(f"{self.name}: {what} has only the class(es) {present[:3]} under {self.root}; "
+                                  f"a task needs at least 2 classes in train and test")
         return self
 
     def limited(self, n: Optional[int]) -> "TaskData":

@@ -44,6 +44,7 @@ DATASET = "audioset"
 _LABEL_RE = re.compile(r"^/[a-z]/[A-Za-z0-9_]+$")
 _TIME_RE = re.compile(r"^\d+(?:\.\d*)?$")
 DEFAULT_RATE = "600/h"
+MAX_SEGMENT_SECONDS = 60.0  # a longer [start, end] row is refused as bad_time (AudioSet segments are 10 s)
 
 
 def segment_key(ytid: str, start: float) -> str:
@@ -126,6 +127,9 @@ def parse_segments(path: str) -> ParsedSegments:
                 continue
             if not (np.isfinite(start) and np.isfinite(end)) or start < 0 or end <= start:
                 out.reject("bad_time", f"line {n}: [{start}, {end}]")
+                continue
+            if end - start > MAX_SEGMENT_SECONDS:  # AudioSet segments are <= 10 s; 1e12 would fetch forever
+                out.reject("bad_time", f"line {n}: segment of {end - start:g} s is longer than {MAX_SEGMENT_SECONDS} s")
                 continue
             # labels: one quoted field "a,b"; an unquoted copy spreads them over several fields
             labels = [lab.strip() for lab in ",".join(row[3:]).split(",") if lab.strip()]

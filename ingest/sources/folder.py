@@ -49,6 +49,11 @@ def read_label_csv(path: str, root: str) -> dict[str, list[str]]:
     return out
 
 
+def _unreadable(e: OSError) -> SkipItem:
+    """A file that cannot be opened is a failure of its own (``unreadable``), never the end of the run."""
+    return SkipItem("unreadable", e.strerror or str(e))
+
+
 @dataclass
 class FolderSource:
     """``root`` scanned recursively for files with audio extensions ffmpeg reads."""
@@ -91,9 +96,12 @@ class FolderSource:
         return items
 
     def load(self, item: Item, sample_rate: int) -> np.ndarray:
-        if os.path.getsize(item.origin) == 0:
-            raise SkipItem("empty", "zero-length file")
-        return decode_audio(item.origin, sample_rate)
+        try:
+            if os.path.getsize(item.origin) == 0:
+                raise SkipItem("empty", "zero-length file")
+            return decode_audio(item.origin, sample_rate)
+        except OSError as e:  # a dangling symlink, a symlink loop, no permission: this file only
+            raise _unreadable(e) from None
 
     def load_many(self, items: list[Item], sample_rate: int) -> list[np.ndarray | Exception | None]:
         """:meth:`load` for a group of items, non-WAV files decoded by one ffmpeg process (``decode_many``).
@@ -107,7 +115,7 @@ class FolderSource:
             try:
                 size = os.path.getsize(it.origin)
             except OSError as e:
-                out[i] = e
+                out[i] = _unreadable(e)
                 continue
             if size == 0:
                 out[i] = SkipItem("empty", "zero-length file")
