@@ -26,15 +26,52 @@ from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest
 from ingest.sources.folder import FolderSource
 
 
+def checksum_cost(mels: list[np.ndarray], reps: int = 7, crop: int = 96) -> dict[str, float]:
+    """Decode cost of the zstd content checksums (format version 2) against the same clips without them
+    (version 1), f16chunks: full decodes (``shards verify``) and random 96-frame crops (what samplers
+    read).  Both layouts are timed in alternation, ``reps`` rounds each; the best round counts."""
+    rng = np.random.default_rng(0)
+    enc = {ck: [shards.encode_mel(m, "f16chunks", checksum=ck)[:2] for m in mels] for ck in (False, True)}
+    starts = [int(rng.integers(0, m.shape[1] - crop + 1)) for m in mels]
+    best = {(ck, kind): float("inf") for ck in (False, True) for kind in ("full", "crop")}
+    for _ in range(reps):
+        for ck in (False, True):
+            metas = [{"n_mels": m.shape[0], "frames": m.shape[1], **extra} for m, (_, extra) in zip(mels, enc[ck])]
+            t0 = time.perf_counter()
+            for (data, _), meta in zip(enc[ck], metas):
+                shards.decode_mel(data, meta)
+            best[(ck, "full")] = min(best[(ck, "full")], (time.perf_counter() - t0) / len(mels) * 1e6)
+            t0 = time.perf_counter()
+            for (data, _), meta, a in zip(enc[ck], metas, starts):
+                shards.decode_mel_frames(data, meta, a, a + crop)
+            best[(ck, "crop")] = min(best[(ck, "crop")], (time.perf_counter() - t0) / len(mels) * 1e6)
+    size = {ck: float(np.mean([len(d) for d, _ in enc[ck]])) for ck in (False, True)}
+    out = {"full_us_v1": best[(False, "full")], "full_us_v2": best[(True, "full")],
+           "crop_us_v1": best[(False, "crop")], "crop_us_v2": best[(True, "crop")],
+           "bytes_v1": size[False], "bytes_v2": size[True]}
+    print(f"\nzstd content checksums (format v2) vs none (v1), f16chunks, {len(mels)} clips, best of {reps} rounds:")
+    print(table([["full decode (verify)", out["full_us_v1"], out["full_us_v2"], out["full_us_v2"] / out["full_us_v1"]],
+                 [f"{crop}-frame crop (samplers)", out["crop_us_v1"], out["crop_us_v2"], out["crop_us_v2"] / out["crop_us_v1"]],
+                 ["bytes per clip", out["bytes_v1"], out["bytes_v2"], out["bytes_v2"] / out["bytes_v1"]]],
+                ["per clip", "v1 (no checksum)", "v2 (checksum)", "v2 / v1"]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=160)
+    ap.add_argument("--checksum-only", action="store_true", help="only the checksum decode cost (one f16chunks ingest)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench_ingest_")
     try:
         audio = os.path.join(tmp, "audio")
         write_corpus(audio, seed=1, sizes={"pretrain": a.clips})
         src = os.path.join(audio, "pretrain")
+        if a.checksum_only:
+            out = os.path.join(tmp, "out_checksum")
+            run_ingest(FolderSource(src, dataset="bench"), IngestConfig(out=out, shard_size="1000", progress=False))
+            merge_results("ingest", {"checksum": checksum_cost([mel for mel, _ in shards.iter_dir(os.path.join(out, "train"))])})
+            return
         wavs = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(src) for f in fs if f.endswith(".wav"))
         wav_kb = np.mean([os.path.getsize(p) for p in wavs]) / 1024
         flac_sizes = []
@@ -98,6 +135,7 @@ def main() -> None:
         print()
         print(table(rows + [["wav16", float(wav_kb), "", "", "yes"], ["flac", flac_kb, "", "", "yes"]],
                     ["format", "KB per 10-s clip", "decode us/clip", "max abs err", "lossless"]))
+        checksum = checksum_cost([mel for mel, _ in shards.iter_dir(os.path.join(tmp, "out_f16chunks", "train"))])
         default = shards.DEFAULT_CODEC
         print(f"\ndefault codec {default}: {sizes[default]['kb_per_clip'] / wav_kb:.3f} x WAV, "
               f"{sizes[default]['kb_per_clip'] / flac_kb:.3f} x FLAC, "
@@ -108,7 +146,7 @@ def main() -> None:
             "clips_per_s_per_worker_2workers": speed[("wav", 2, DECODE_BATCH)],
             "clips_per_s_per_worker_2workers_steady": w2,
             "codec": default, "kb_per_clip": sizes[default]["kb_per_clip"], "wav_kb_per_clip": float(wav_kb),
-            "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips,
+            "flac_kb_per_clip": flac_kb, "codecs": sizes, "clips": a.clips, "checksum": checksum,
         })
         print(f"wrote {path}")
     finally:

@@ -110,10 +110,12 @@ def check_checkpoint(ckpt: str) -> str | None:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         return f"no readable COMPLETE marker ({e})"
+    if text.strip().isdigit():  # written before the index: trusted as it is
+        return None
     try:
         index = json.loads(text)
     except json.JSONDecodeError:
-        return None if text.strip().isdigit() else "COMPLETE marker is neither an index nor a step"
+        return "COMPLETE marker is neither an index nor a step"
     files = index.get("files") if isinstance(index, dict) else None
     if not isinstance(files, dict) or not files:
         return "COMPLETE index lists no files"

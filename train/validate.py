@@ -34,6 +34,11 @@ HPARAM_BOUNDS: dict[str, tuple[float, bool]] = {
     "warmup_epochs": (0, False), "epochs": (1, False), "total_steps": (1, False), "n_frames": (1, False),
 }
 
+# constructor arguments that are sizes (frames, bins, widths, pools) must be >= 1 whatever the class:
+# a negative one fails only later, deep in a worker (the sampler) or as "negative dimension" (a layer)
+POSITIVE_KWARGS = ("n_frames", "n_mels", "d", "width", "head_dim", "features", "pool_size", "n_side",
+                   "memory_size", "frames_per_chunk")
+
 
 def _type_name(t: Any) -> str:
     if t is type(None):
@@ -182,6 +187,7 @@ def coerce_kwargs(ctors: list[Callable], kwargs: dict[str, Any], what: str, name
             raise ConfigError(f"{what} {k}={v}: {name} takes no argument {k!r}; valid: {', '.join(valid) or 'none'}")
         try:
             out[k] = coerce(v, valid[k][0], k)
+            _check_bound(k, out[k], {n: (1, False) for n in POSITIVE_KWARGS}, k)
         except ConfigError as e:
             raise ConfigError(f"{what} {k}={v}: {e}") from None
     return out
