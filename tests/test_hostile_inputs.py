@@ -167,6 +167,18 @@ def test_boundary_turns_any_exception_into_one_line(capsys, monkeypatch):
     monkeypatch.delenv("MELSTREAM_DEBUG", raising=False)
     rc, _, err = cli(boom, [], capsys)
     assert rc == 2 and assert_one_line(err) == "error: demo-cmd: RuntimeError: something deep"
+    from shards.cli import error_line
+    assert error_line(FileNotFoundError(2, "No such file or directory", "/x/y"), "cmd") == \
+        "error: /x/y: No such file or directory"
+    assert error_line(ValueError("cfg.yaml: steps: expected int"), "cmd") == "error: cfg.yaml: steps: expected int"
+    assert error_line(KeyError("unknown encoder 'x'"), "cmd") == "error: cmd: unknown encoder 'x'"
+
+    @cli_main("demo-cmd")
+    def leaves(argv=None):
+        raise SystemExit("error: already one line")
+
+    rc, _, err = cli(leaves, [], capsys)
+    assert rc == 2 and err == "error: demo-cmd: already one line\n"
     monkeypatch.setenv("MELSTREAM_DEBUG", "1")  # developers get the traceback
     with pytest.raises(RuntimeError, match="something deep"):
         boom([])

@@ -14,7 +14,6 @@ import types
 import typing
 from typing import Any, Callable
 
-_MISSING = object()
 
 
 class ConfigError(ValueError):
