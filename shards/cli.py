@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 DEBUG_ENV = "MELSTREAM_DEBUG"
 EXIT_USAGE = 2
@@ -39,8 +39,7 @@ def error_line(exc: BaseException, what: str) -> str:
         return f"error: {exc.filename}: {exc.strerror or _first_line(str(exc))}"
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     why = _first_line(str(msg))
-    if why.startswith("error: "):
-        why = why[len("error: "):]
+    why = why.removeprefix("error: ")
     if not isinstance(exc, (ValueError, LookupError, OSError)):  # not a message written for users: name its type
         why = f"{type(exc).__name__}: {why}" if why else type(exc).__name__
     elif ": " in why[:160]:  # already "<what>: <why>"
@@ -64,7 +63,7 @@ def run_main(fn: Callable[[list[str] | None], int], argv: list[str] | None, what
             raise
         print(f"error: {what}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - the one place that turns any failure into one line
+    except Exception as e:  # the one place that turns any failure into one line
         if debug():
             raise
         print(error_line(e, what), file=sys.stderr)

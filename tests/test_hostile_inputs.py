@@ -250,7 +250,7 @@ def _segments(tmp_path, rows: list[str], bom: bool = False, crlf: bool = False) 
             "# YTID, start_seconds, end_seconds, positive_labels"]
     nl = "\r\n" if crlf else "\n"
     p = tmp_path / "segments.csv"
-    p.write_bytes(((b"\xef\xbb\xbf" if bom else b"") + nl.join(head + rows).encode() + nl.encode()))
+    p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + nl.join(head + rows).encode() + nl.encode())
     return str(p)
 
 
