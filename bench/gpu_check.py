@@ -167,7 +167,7 @@ class Check:
 
             n_pre, n_train, n_test = self.p.clips
             rc = ingest_main(["demo", "--out", root, "--audio-dir", os.path.join(self.work, "data", "audio"),
-                              "--preset", preset, "--workers", str(min(8, max(1, (os.cpu_count() or 2) // 2))),
+                              "--preset", preset, "--workers", str(self.a.ingest_workers),
                               "--shard-size", "64", "--pretrain-clips", str(n_pre), "--train-clips", str(n_train),
                               "--test-clips", str(n_test), "--seconds", str(self.p.seconds), "--no-progress"])
             if rc:
@@ -284,6 +284,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--work", default=os.path.join(ROOT, "data", "gpu_check"), help="shards, runs, eval caches")
     ap.add_argument("--methods", default="", help="comma-separated subset of the methods (default: all registered)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--ingest-workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
+                    help="processes of the demo ingest (default: half the cores, at most 8)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds (default: the profile's, 420 for full)")
     return ap.parse_args(argv)
 

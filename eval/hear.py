@@ -17,8 +17,8 @@ hear-eval-kit imports a module and calls::
   log-mel frames centred every ``hop_ms`` (``embedding_dim`` wide) for encoders whose frame rate is too
   coarse for event detection.
 
-The encoder runs in eval mode and in IEEE float32 (no TF32 on GPUs, so GPU and CPU embeddings agree to
-about 1e-5 relative), every sound is processed on its own log-mel (no padding across the
+The encoder runs in eval mode and in IEEE float32 (no TF32 on GPUs, so that GPU and CPU embeddings
+agree), every sound is processed on its own log-mel (no padding across the
 batch), so an embedding does not depend on the other sounds of the batch.
 """
 from __future__ import annotations
