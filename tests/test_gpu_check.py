@@ -172,3 +172,21 @@ def test_without_cuda_one_line_and_exit_0(tmp_path, capsys):
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1 and "no CUDA" in printed[0]
     assert not out.exists()
+
+
+def test_full_fp32_turns_tf32_off_and_restores_it():
+    """Eval and HEAR embed inside ``full_fp32`` (cuDNN TF32 would move GPU embeddings by ~1e-3)."""
+    import torch
+
+    from eval.embed import full_fp32
+
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, mm.allow_tf32)
+    cudnn.allow_tf32 = mm.allow_tf32 = True
+    try:
+        with pytest.raises(RuntimeError), full_fp32():
+            assert not cudnn.allow_tf32 and not mm.allow_tf32
+            raise RuntimeError("inside")
+        assert cudnn.allow_tf32 and mm.allow_tf32
+    finally:
+        cudnn.allow_tf32, mm.allow_tf32 = before
