@@ -270,7 +270,7 @@ def summary(results: dict) -> str:
         ws = S["throughput"]["workers"]
         lines += ["", "throughput, bf16 examples/s (pipeline at N workers vs the batch held on the device):",
                   table(trows, ["method/encoder", "batch", *[f"{w} workers" for w in ws], "in-memory",
-                                "ratios", "peak GiB"])]
+                                "pipeline/in-memory", "peak GiB"])]
     skipped = [f"{r['method']}/{r['encoder']}: {r['reason']}" for r in thr if r.get("status") == "skipped"]
     if skipped:
         lines.append("throughput skipped: " + "; ".join(skipped))
