@@ -242,6 +242,23 @@ def cpu_reference_cmd(method: str, shards: str, out: str, steps: int, batch: int
             "--shuffle-buffer", "256", "--mixed-precision", "no"]
 
 
+def _save_log(path: str, p: subprocess.CompletedProcess) -> str:
+    """A subprocess's stdout and stderr, kept beside its run dir for a look after the lending."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"$ {' '.join(map(str, p.args))}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}\n")
+    return path
+
+
+def _error_line(stderr: str) -> str:
+    """The most telling line of a failed subprocess: the last ``...Error: ...`` / ``error: ...`` line."""
+    lines = [x.strip() for x in (stderr or "").splitlines() if x.strip()]
+    for x in reversed(lines):
+        if ("Error" in x or x.startswith("error:")) and "CalledProcessError" not in x:
+            return x[:300]
+    return lines[-1][:300] if lines else "(no stderr)"
+
+
 def _metrics_losses(run_dir: str) -> list[float]:
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [float(json.loads(x)["loss"]) for x in f if x.strip()]
@@ -275,9 +292,9 @@ def sec_fp32(c: Check) -> dict:
             p = subprocess.run(cpu_reference_cmd(method, cfg.shards[0], cpu_out, c.p.fp32_steps, c.p.batch),
                                env=env, capture_output=True, text=True, timeout=max(30.0, c.left()), cwd=ROOT,
                                check=False)
+            r["cpu_log"] = _save_log(cpu_out + ".log", p)
             if p.returncode:
-                raise RuntimeError(f"CPU reference exited {p.returncode}: "
-                                   f"{(p.stderr.strip().splitlines() or [''])[-1][:300]}")
+                raise RuntimeError(f"CPU reference exited {p.returncode}: {_error_line(p.stderr)}")
             cpu_losses = _metrics_losses(cpu_out)
             rel = abs(dev_losses[0] - cpu_losses[0]) / max(abs(cpu_losses[0]), 1e-6)
             r.update(encoder=OBJECTIVES[method].default_encoder[0], losses_device=dev_losses, losses_cpu=cpu_losses,
@@ -461,9 +478,9 @@ def sec_ddp(c: Check) -> dict:
     env.pop("ACCELERATE_USE_CPU", None)
     p = subprocess.run(ddp_command(shards, out, 10, 64, free_port()), env=env, capture_output=True, text=True,
                        timeout=max(60.0, c.left()), cwd=ROOT, check=False)
-    r = {**base, "returncode": p.returncode}
+    r = {**base, "returncode": p.returncode, "log": _save_log(out + ".log", p)}
     if p.returncode:
-        return {**r, "status": "error", "error": (p.stderr.strip().splitlines() or ["(no stderr)"])[-1][:300]}
+        return {**r, "status": "error", "error": _error_line(p.stderr), "stderr_tail": p.stderr.splitlines()[-12:]}
     with open(os.path.join(out, "run_summary.json")) as f:
         s = json.load(f)
     losses = _metrics_losses(out)

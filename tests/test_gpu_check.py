@@ -190,3 +190,11 @@ def test_full_fp32_turns_tf32_off_and_restores_it():
         assert cudnn.allow_tf32 and mm.allow_tf32
     finally:
         cudnn.allow_tf32, mm.allow_tf32 = before
+
+
+def test_subprocess_error_line_names_the_cause():
+    err = ("Traceback (most recent call last):\n  File x\nValueError: shards have 64 mel bins\n"
+           "subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1.\n")
+    assert gpu_sections._error_line(err) == "ValueError: shards have 64 mel bins"
+    assert gpu_sections._error_line("error: unknown method 'x'\n") == "error: unknown method 'x'"
+    assert gpu_sections._error_line("") == "(no stderr)"
