@@ -126,8 +126,13 @@ class Check:
         self.lock = threading.Lock()
         self.results: dict[str, Any] = {
             "schema": SCHEMA, "started": now(), "device": device, "profile": asdict(profile), "time_limit_s": self.limit,
-            "command": [os.path.basename(sys.executable), *sys.argv], "machine": machine(device), "tolerances": TOL,
-            "sections": {}}
+            "command": ["bench/gpu_check.py", *a.argv], "machine": {}, "tolerances": TOL, "sections": {}}
+        try:
+            self.results["machine"] = machine(device)
+        except Exception as e:  # noqa: BLE001 -- a driver query failing is a finding, not a reason to stop
+            import torch
+
+            self.results["machine"] = {"device": device, "torch": torch.__version__, "error": first_line(e)}
 
     # time guard -------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -285,14 +290,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                     help="auto: cuda when available, else say so and exit 0; cpu: the tiny CPU form")
     ap.add_argument("--profile", choices=["full", "tiny"], default=None, help="default: full on cuda, tiny on cpu")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "gpu.json"))
+    ap.add_argument("--out", default=None, help="results JSON (default: bench/results/gpu.json on cuda, "
+                    "WORK/gpu_cpu_form.json on cpu, so a CPU run never stands in for the GPU results)")
     ap.add_argument("--work", default=os.path.join(ROOT, "data", "gpu_check"), help="shards, runs, eval caches")
     ap.add_argument("--methods", default="", help="comma-separated subset of the methods (default: all registered)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     ap.add_argument("--ingest-workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
                     help="processes of the demo ingest (default: half the cores, at most 8)")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds (default: the profile's, 400 for full)")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.device == "cpu":
         os.environ["ACCELERATE_USE_CPU"] = "true"  # the in-process trainer stays on CPU even beside a GPU
+    if a.out is None:
+        a.out = (os.path.join(ROOT, "bench", "results", "gpu.json") if a.device == "cuda"
+                 else os.path.join(a.work, "gpu_cpu_form.json"))
     unknown = set(a.sections.split(",")) - set(SECTIONS)
     if unknown:
         print(f"error: unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}", file=sys.stderr)
@@ -349,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     c.results["finished"] = now()
     c.write()
     print()
-    print(summary(c.results))
+    try:
+        print(summary(c.results))
+    except Exception as e:  # noqa: BLE001 -- the JSON is written; the table is a convenience
+        print(f"(summary table failed: {first_line(e)}; see {c.out})")
     print(f"wrote {c.out}")
     return 0 if c.results["ok"] else 1
 
