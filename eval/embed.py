@@ -81,9 +81,9 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
 def full_fp32() -> Iterator[None]:
     """Embeddings in IEEE float32 on every device: cuDNN convolutions (and matmuls) without TF32.
 
-    torch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default on Ampere and
-    newer GPUs, which moves embeddings by about 1e-3 relative; the embedding cache is keyed by model,
-    not device, so CPU and GPU embeddings must agree (issue 13: to 1e-3).  Restores the flags."""
+    torch lets cuDNN use TF32 (10-bit mantissa, rounding error ~5e-4 per input) for float32
+    convolutions by default on Ampere and newer GPUs; the embedding cache is keyed by model, not
+    device, so CPU and GPU embeddings must agree (issue 13: to 1e-3).  Restores the flags."""
     cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
     old = (cudnn.allow_tf32, mm.allow_tf32)
     cudnn.allow_tf32 = mm.allow_tf32 = False

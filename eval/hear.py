@@ -18,8 +18,8 @@ hear-eval-kit imports a module and calls::
   coarse for event detection.
 
 The encoder runs in eval mode and in IEEE float32 (no TF32 on GPUs, so that GPU and CPU embeddings
-agree), every sound is processed on its own log-mel (no padding across the
-batch), so an embedding does not depend on the other sounds of the batch.
+agree); every sound is processed on its own log-mel (no padding across the batch), so an embedding
+does not depend on the other sounds of the batch.
 """
 from __future__ import annotations
 
