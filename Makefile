@@ -28,7 +28,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval clean
+.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval gpu-check clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -113,6 +113,11 @@ bench-train: setup
 
 bench-eval: setup
 	$(PYTHON) bench/bench_eval.py
+
+# GPU acceptance (issue 13): on a CUDA machine, every CUDA path end to end in under 8 minutes ->
+# bench/results/gpu.json + a summary; without CUDA one line and exit 0.  GPU_CHECK_ARGS: e.g. --methods byol_a
+gpu-check: setup
+	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo

@@ -11,11 +11,13 @@ frames with hop ``T/2``; clips shorter than ``T`` are padded at head and tail wi
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -75,6 +77,22 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
     return m
 
 
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Embeddings in IEEE float32 on every device: cuDNN convolutions (and matmuls) without TF32.
+
+    torch lets cuDNN use TF32 (10-bit mantissa, rounding error ~5e-4 per input) for float32
+    convolutions by default on Ampere and newer GPUs; the embedding cache is keyed by model, not
+    device, so CPU and GPU embeddings must agree (issue 13: to 1e-3).  Restores the flags."""
+    cudnn, mm = torch.backends.cudnn, torch.backends.cuda.matmul
+    old = (cudnn.allow_tf32, mm.allow_tf32)
+    cudnn.allow_tf32 = mm.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, mm.allow_tf32 = old
+
+
 def normalise(x: torch.Tensor, input_norm: Optional[dict]) -> torch.Tensor:
     from train.export import normalise_input
 
@@ -126,10 +144,11 @@ class EncoderModel(FrozenModel):
     def embed(self, x: torch.Tensor, blocks: bool = False) -> dict[str, torch.Tensor]:
         enc = _unwrap(self.encoder)
         x = normalise(x.to(self.device), self.input_norm)
-        out = {"clip": enc(x).float()}
-        if blocks:
-            for i, h in enumerate(enc.blocks(x)):
-                out[f"block{i}"] = pool_block(h).float()
+        with full_fp32():
+            out = {"clip": enc(x).float()}
+            if blocks:
+                for i, h in enumerate(enc.blocks(x)):
+                    out[f"block{i}"] = pool_block(h).float()
         return out
 
     def describe(self) -> dict[str, Any]:

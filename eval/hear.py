@@ -17,8 +17,9 @@ hear-eval-kit imports a module and calls::
   log-mel frames centred every ``hop_ms`` (``embedding_dim`` wide) for encoders whose frame rate is too
   coarse for event detection.
 
-The encoder runs in eval mode, every sound is processed on its own log-mel (no padding across the
-batch), so an embedding does not depend on the other sounds of the batch.
+The encoder runs in eval mode and in IEEE float32 (no TF32 on GPUs, so that GPU and CPU embeddings
+agree); every sound is processed on its own log-mel (no padding across the batch), so an embedding
+does not depend on the other sounds of the batch.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 
 from ingest.frontend import FrontendConfig, LogMel
 
-from .embed import _unwrap, normalise
+from .embed import _unwrap, full_fp32, normalise
 
 HOP_MS = 10.0
 
@@ -99,7 +100,8 @@ def _check(audio: Tensor, model: HearModel) -> Tensor:
 @torch.no_grad()
 def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     audio = _check(audio, model)
-    outs = [model(audio[i:i + model.batch_size]).float() for i in range(0, audio.shape[0], model.batch_size)]
+    with full_fp32():
+        outs = [model(audio[i:i + model.batch_size]).float() for i in range(0, audio.shape[0], model.batch_size)]
     return torch.cat(outs) if outs else torch.zeros(0, model.scene_embedding_size)
 
 
@@ -109,11 +111,13 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
     audio = _check(audio, model)
     enc = _unwrap(model.encoder)
     embs = []
-    for i in range(0, audio.shape[0], model.batch_size):
-        if model.timestamp_mode == "frames":
-            embs.append(enc.frames(model.mels(audio[i:i + model.batch_size])).float())
-        else:
-            embs.append(_window_embeddings(enc, model.mels(audio[i:i + model.batch_size], model.window_frames), model))
+    with full_fp32():
+        for i in range(0, audio.shape[0], model.batch_size):
+            if model.timestamp_mode == "frames":
+                embs.append(enc.frames(model.mels(audio[i:i + model.batch_size])).float())
+            else:
+                embs.append(_window_embeddings(enc, model.mels(audio[i:i + model.batch_size], model.window_frames),
+                                               model))
     if not embs:
         return torch.zeros(0, 0, model.timestamp_embedding_size), torch.zeros(0, 0)
     e = torch.cat(embs)

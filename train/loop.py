@@ -183,7 +183,8 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
 
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
-            "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read})
+            "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
+            "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())})
 
 
 def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
