@@ -5,7 +5,6 @@ See docs/contracts.md ("Encoders") for the interface and docs/models.md for each
 """
 from .base import Encoder
 from .registry import DECODERS, ENCODERS, build_encoder, register_decoder, register_encoder
-from . import encoders as _encoders  # noqa: F401  (registers the encoders)
 from .decoders import Decoder, MLPDecoder, MobileDecoder, build_decoder
 
 __all__ = [

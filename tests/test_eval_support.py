@@ -51,7 +51,7 @@ def unregister_tiny() -> None:
     """Leave the global encoder registry as we found it (other test modules iterate over it)."""
     from models import ENCODERS
 
-    ENCODERS.pop(TINY, None)
+    ENCODERS.remove(TINY)
 
 
 def tiny_registered():

@@ -11,22 +11,22 @@ import torch
 from train.config import load_config
 from train.loop import NonFiniteLoss, train
 
-# Small settings so that every method runs on 2 CPU cores in seconds; the paper defaults are
-# checked separately (test_method_defaults_follow_papers).
-SMALL = {
-    "autoencoder": [],
-    "audio2vec_cbow": [],
-    "audio2vec_skipgram": [],
-    "temporal_gap": [],
-    "triplet": [],
-    "cola": [],
-    "multi_strategy": ["--encoder", "mobile"],
-    "byol_a": ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"],
-    "barlow_twins": ["--encoder-arg", "d=512", "--hp", "proj_units=256"],
-    "delores_m": ["--encoder-arg", "d=512", "--hp", "queue_size=64"],
-    "simclr": ["--encoder", "mobile", "--hp", "proj_hidden=128"],
-    "supervised": ["--encoder", "mobile"],
-}
+from models.objectives import OBJECTIVES
+
+
+def small_flags(method: str) -> list[str]:
+    """CLI flags for the method's own small test settings (``test_config``): every method runs on 2 CPU
+    cores in seconds; the paper defaults are checked separately (test_method_defaults_follow_papers)."""
+    tc = OBJECTIVES[method].test_config
+    flags: list[str] = []
+    if "encoder" in tc:
+        name, kwargs = tc["encoder"]
+        flags += ["--encoder", name]
+        for k, v in kwargs.items():
+            flags += ["--encoder-arg", f"{k}={v}"]
+    for k, v in tc.get("hparams", {}).items():
+        flags += ["--hp", f"{k}={v}"]
+    return flags
 
 
 def _cfg(shards_dir, out, method, steps, extra=(), batch=8):
@@ -39,11 +39,11 @@ def _cfg(shards_dir, out, method, steps, extra=(), batch=8):
     return load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
 
 
-@pytest.mark.parametrize("method", sorted(SMALL))
+@pytest.mark.parametrize("method", OBJECTIVES.names())
 def test_every_method_runs_20_steps(demo_small, tmp_path, method):
     shards_root, _ = demo_small
     torch.manual_seed(0)
-    s = train(_cfg(os.path.join(shards_root, "pretrain"), tmp_path / method, method, 20, SMALL[method]))
+    s = train(_cfg(os.path.join(shards_root, "pretrain"), tmp_path / method, method, 20, small_flags(method)))
     assert s["step"] == 20 and len(s["losses"]) == 20
     assert all(math.isfinite(v) for v in s["losses"])
     meta = json.load(open(tmp_path / method / "encoder.json"))
@@ -75,7 +75,7 @@ def chirp_shards(tmp_path_factory):
 
 LEARN = {  # method -> (batch, extra flags) for the 60-step learning check
     "autoencoder": (16, []), "audio2vec_cbow": (16, []), "audio2vec_skipgram": (16, []),
-    "byol_a": (16, SMALL["byol_a"]),
+    "byol_a": (16, ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"]),
     "temporal_gap": (32, ["--hp", "lr=1e-3"]),  # paper lr 1e-4 moves too little in 60 steps
 }
 
@@ -180,7 +180,7 @@ def test_several_shard_directories(demo_small, tmp_path):
 
 def test_bf16_mixed_precision_and_grad_accumulation(demo_small, tmp_path):
     d = os.path.join(demo_small[0], "pretrain")
-    s = train(_cfg(d, tmp_path / "bf16", "byol_a", 4, [*SMALL["byol_a"], "--mixed-precision", "bf16",
+    s = train(_cfg(d, tmp_path / "bf16", "byol_a", 4, [*small_flags("byol_a"), "--mixed-precision", "bf16",
                                                         "--grad-accum", "2", "--clip-grad", "1.0"]))
     assert s["step"] == 4 and all(math.isfinite(v) for v in s["losses"])
     import yaml
@@ -206,7 +206,7 @@ def test_default_steps_follow_the_papers_training_length():
 def test_batch_coupled_losses_refuse_gradient_accumulation(demo_small, tmp_path):
     d = os.path.join(demo_small[0], "pretrain")
     with pytest.raises(ValueError, match="couples the examples"):
-        train(_cfg(d, tmp_path / "acc", "simclr", 2, [*SMALL["simclr"], "--grad-accum", "2"]))
+        train(_cfg(d, tmp_path / "acc", "simclr", 2, [*small_flags("simclr"), "--grad-accum", "2"]))
 
 
 def test_lars_adapts_weights_even_without_weight_decay():

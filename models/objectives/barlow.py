@@ -73,6 +73,7 @@ class BarlowTwinsObjective(Objective):
     batch_coupled = True
     sampler = "views"
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"proj_units": 16}, "encoder": ("audio_ntt", {"d": 512})}
     default_encoder = ("audio_ntt", {"d": 2048})
     HParams = BarlowHParams
 

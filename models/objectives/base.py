@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from shards.registry import Registry
+
 __all__ = ["HParams", "Objective", "OBJECTIVES", "register", "make_target", "ema_update", "probe_encoder"]
 
 
@@ -109,14 +111,12 @@ def probe_encoder(encoder: nn.Module, method: str, n_frames: int) -> Any:
         encoder.train(was_training)
 
 
-OBJECTIVES: dict[str, type["Objective"]] = {}
+OBJECTIVES: Registry[type["Objective"]] = Registry("objective", package="models.objectives")
 
 
 def register(cls: type["Objective"]) -> type["Objective"]:
     """Class decorator adding ``cls`` to :data:`OBJECTIVES` under ``cls.name``."""
-    if cls.name in OBJECTIVES:
-        raise KeyError(f"objective {cls.name!r} registered twice")
-    OBJECTIVES[cls.name] = cls
+    OBJECTIVES.add(cls.name, cls)
     return cls
 
 
@@ -131,6 +131,11 @@ class Objective(nn.Module):
     # matrix): gradient accumulation would then shrink the batch the loss sees, so the trainer refuses it.
     batch_coupled: ClassVar[bool] = False
     HParams: ClassVar[type[HParams]] = HParams
+    #: options for the default sampler (``build_sampler(cls.sampler, **cls.sampler_kwargs)``)
+    sampler_kwargs: ClassVar[dict[str, Any]] = {}
+    #: small settings for the test suite, which iterates :data:`OBJECTIVES`: ``hparams`` shrink the heads,
+    #: ``encoder`` (``(name, kwargs)``) is a small real encoder for the trainer test (default: ``default_encoder``)
+    test_config: ClassVar[dict[str, Any]] = {}
 
     #: pairs ``(target_attr, online_attr)`` updated by :meth:`after_step` with ``hparams.ema_tau``
     ema_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
@@ -158,6 +163,17 @@ class Objective(nn.Module):
             raise ValueError(f"{cls.name}: encoder {name} has no forward()")
         if not isinstance(getattr(encoder, "embedding_dim", None), int) or encoder.embedding_dim < 1:
             raise ValueError(f"{cls.name}: encoder {name} has no integer embedding_dim")
+
+    @classmethod
+    def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:
+        """Hyperparameters that follow from the training data (its label ``vocabulary``); ``ValueError``
+        (one line) when the data cannot serve this objective. Default: none."""
+        return {}
+
+    def input_norm(self) -> dict[str, Any] | None:
+        """Normalisation the objective applies to its inputs itself (``encoder.json`` ``input_norm``),
+        or ``None`` when the encoder sees the sampler's output as it is."""
+        return None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -83,6 +83,8 @@ class DeLoResMObjective(Objective):
     sampler = "views"
     needs_blocks = True
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"block_proj_units": 16, "queue_size": 64, "out_dim": 8},
+                   "encoder": ("audio_ntt", {"d": 512})}
     default_encoder = ("audio_ntt", {"d": 2048})
     HParams = DeLoResMHParams
     ema_pairs = (

@@ -78,6 +78,7 @@ class MultiStrategyObjective(Objective):
     sampler = "clip_pair+pitch_shift"
     needs_frames = True
     batch_keys = ("x1", "x2", "x_pitch", "pitch_factor")
+    test_config = {"hparams": {"head_dim": 8}, "encoder": ("mobile", {})}
     default_encoder = ("efficientnet_b0", {"head": "cola"})
     HParams = MultiStrategyHParams
 
