@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 def write_task(root: str, clips: int, frames: int) -> list[str]:
     import shards
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
 
     fe = get_preset("byol_a")
     common = {"dataset": "bench", "split": "all", "frontend": fe.to_dict(), "frontend_hash": fe.hash()}
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval.embed import make_windows
     from eval.runner import load_windows
     from eval.tasks import Window
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
     from models import build_encoder
     import shards
 

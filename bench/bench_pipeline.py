@@ -105,7 +105,7 @@ def wav_batches(audio_dir: str, name: str, batch: int):
     import soundfile as sf
     from types import SimpleNamespace
 
-    from ingest.frontend import LogMel, get_preset
+    from shards.frontend import LogMel, get_preset
     from pipeline import build_sampler
     from pipeline.dataset import collate
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ingest.frontend import FrontendConfig
+from shards.frontend import FrontendConfig
 from shards.atomic import atomic_write_json
 
 from .tasks.base import Clip, TaskData

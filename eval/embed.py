@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ingest.frontend import FrontendConfig
+from shards.frontend import FrontendConfig
 
 from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
 from .tasks.base import TaskData, Window

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ingest.frontend import FrontendConfig, LogMel
+from shards.frontend import FrontendConfig, LogMel
 
 from .embed import _unwrap, normalise
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ingest.frontend import FrontendConfig, get_preset
+from shards.frontend import FrontendConfig, get_preset
 
 from . import metrics as M
 from .cache import default_cache_dir, ensure_mels

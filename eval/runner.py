@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ingest.frontend import FrontendConfig, get_preset
+from shards.frontend import FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
 from .embed import (FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run,

@@ -8,10 +8,10 @@ import logging
 import sys
 
 from shards.codec import CODECS, DEFAULT_CODEC
+from shards.frontend import PRESETS
 
 from .codec_choices import CODEC_HELP
 from .engine import DECODE_BATCH, IngestConfig, run_ingest
-from .frontend import PRESETS
 from .sources import SOURCES  # every module of ingest/sources/ registers itself on first lookup
 
 

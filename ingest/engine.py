@@ -25,9 +25,9 @@ import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
 from shards.format import PARTS_DIR, check_name
+from shards.frontend import FrontendConfig, get_preset, logmel
 
 from .decode import DecodeError
-from .frontend import FrontendConfig, get_preset, logmel
 
 log = logging.getLogger("melstream.ingest")
 

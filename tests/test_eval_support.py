@@ -64,7 +64,7 @@ def tiny_registered():
 def export_encoder(run_dir: str, name: str = TINY, seed: int = 0, preset: str = "byol_a",
                    input_norm=None, metrics: bool = True, **kwargs) -> str:
     """Export a randomly initialised encoder as a run dir (+ a fake metrics.jsonl)."""
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
     from models import build_encoder
     from train.export import save_encoder
 

@@ -65,7 +65,7 @@ def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_
 
     import numpy as np
 
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
     from pipeline import build_sampler
     from pipeline.dataset import collate
 

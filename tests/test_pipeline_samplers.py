@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from ingest.frontend import get_preset
+from shards.frontend import get_preset
 from pipeline import SAMPLERS, build_sampler
 from pipeline.augment import pitch_shift
 

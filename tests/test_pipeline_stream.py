@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ingest.frontend import get_preset
+from shards.frontend import get_preset
 from pipeline import FrontendMismatch, build_loader, read_manifests
 from pipeline.tario import TruncatedShard, iter_tar_stream
 from shards import ShardWriter, build_manifest, iter_dir, iter_tar_samples, shard_name
