@@ -93,7 +93,7 @@ eval: setup
 
 demo: setup
 	$(MAKE) shards
-	$(PYTHON) train/pretrain.py $(DEMO_TRAIN) --out $(RUN)
+	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN)
 	$(MAKE) eval
 
 bench: bench-ingest bench-pipeline bench-models bench-train bench-eval

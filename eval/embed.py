@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from shards.frontend import FrontendConfig
+from shards.norm import apply_input_norm
+from shards.rundir import META, WEIGHTS
 
 from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
 from .tasks.base import TaskData, Window
@@ -76,9 +78,7 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
 
 
 def normalise(x: torch.Tensor, input_norm: Optional[dict]) -> torch.Tensor:
-    from train.export import normalise_input
-
-    return normalise_input(x, {"input_norm": input_norm})
+    return apply_input_norm(x, input_norm)
 
 
 def pool_block(h: torch.Tensor) -> torch.Tensor:
@@ -147,7 +147,7 @@ def file_hash(*paths: str) -> str:
 
 def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:
     """An exported run dir (anything with ``encoder.json``) as a frozen model."""
-    from train.export import META, WEIGHTS, load_encoder
+    from models.export import load_run as load_encoder
 
     enc, meta = load_encoder(run_dir, device=device)
     fe = FrontendConfig.from_dict(meta["frontend"])

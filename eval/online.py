@@ -1,7 +1,7 @@
 """The trainer's online probe: a quick kNN + linear probe on a cached labelled task during pretraining.
 
 Tagliasacchi et al. 2019 (Sec. 4, Figure 2) track downstream accuracy next to the self-supervised loss
-during training; ``train/pretrain.py --probe-every N --probe-task T`` does the same with::
+during training; ``eval/pretrain.py --probe-every N --probe-task T`` does the same with::
 
     probe = OnlineProbe("demo_family", data_root="data", cache_dir="data/eval_cache", frontend=fe)
     metrics = probe.evaluate(encoder, input_norm)   # {"probe/demo_family/knn_accuracy": ..., ...}
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -130,3 +130,22 @@ class OnlineProbe:
                p + f"linear_{self.metric}": M.primary(self.y_test, lin, self.multilabel)}
         log.debug("online probe %s: %.2f s", self.task, time.time() - t0)
         return out
+
+
+def probe_callback(task: str, data_root: str, cache_dir: str) -> Callable[[nn.Module, dict], dict[str, float]]:
+    """The trainer's callback ``probe(encoder, ctx) -> metrics`` for :class:`OnlineProbe` (plugged in by
+    ``eval/pretrain.py``; ``ctx`` carries the run's ``frontend`` and ``input_norm``)."""
+    state: dict = {}
+
+    def probe(encoder: nn.Module, ctx: dict) -> dict[str, float]:
+        if "p" not in state:  # the frontend is known once the trainer has read the manifests
+            state["p"] = OnlineProbe(task, data_root, cache_dir, ctx["frontend"])
+        was = encoder.training
+        try:
+            with torch.random.fork_rng(devices=[]):  # the probe seeds its own head: keep training RNG untouched
+                res = state["p"].evaluate(encoder, ctx["input_norm"])
+        finally:
+            encoder.train(was)
+        return {(k if k.startswith("probe/") else f"probe/{task}/{k}"): float(v) for k, v in res.items()}
+
+    return probe

@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from shards import rundir
 from shards.frontend import FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
@@ -42,7 +43,7 @@ class ModelEntry:
 
 
 def is_run_dir(spec: str) -> bool:
-    return os.path.isfile(os.path.join(spec, "encoder.json")) or (os.path.basename(spec) == "encoder.json" and os.path.isfile(spec))
+    return rundir.is_run_dir(spec)
 
 
 def _encoder_kwargs(encoder: str, fe: FrontendConfig) -> dict:
@@ -62,7 +63,7 @@ def resolve_models(specs: list[str], frontend: Optional[str] = None, device: str
     runs: dict[str, ModelEntry] = {}
     for s in specs:
         if is_run_dir(s):
-            d = os.path.dirname(s) if s.endswith("encoder.json") else s
+            d = rundir.run_dir_of(s)
             fm = load_run(d, device=device)
             enc0 = copy.deepcopy(fm.encoder).cpu()
             runs[s] = ModelEntry(fm.name, "run", fm.frontend, fm, (lambda e: (lambda seed: copy.deepcopy(e)))(enc0),

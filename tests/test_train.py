@@ -223,3 +223,15 @@ def test_lars_adapts_weights_even_without_weight_decay():
     # trust ratio 1e-3 * |w| / |g| = 1e-3 on the weights: a step of 0.2e-3, not 0.2
     assert torch.allclose(w, torch.full_like(w, 1 - 0.2e-3), atol=1e-7)
     assert torch.allclose(b, torch.full_like(b, 1 - 0.2))
+
+
+def test_probe_needs_the_eval_plugin(demo_small, tmp_path, capsys):
+    """train/pretrain.py knows no eval code: --probe-every without eval/pretrain.py is a one-line error."""
+    from train.pretrain import main
+
+    argv = ["--method", "temporal_gap", "--shards", os.path.join(demo_small[0], "pretrain"), "--out",
+            str(tmp_path / "r"), "--steps", "1", "--probe-every", "1", "--tracker", "none"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "eval/pretrain.py" in err
+    assert not (tmp_path / "r" / "encoder.json").exists()
