@@ -235,3 +235,47 @@ def test_probe_needs_the_eval_plugin(demo_small, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "eval/pretrain.py" in err
     assert not (tmp_path / "r" / "encoder.json").exists()
+
+
+def test_pairing_is_checked_before_step_1(demo_small, tmp_path):
+    """batch_keys against the sampler's keys and needs_frames / needs_blocks against the encoder, before
+    any step runs, each a one-line error."""
+    from types import SimpleNamespace
+
+    from pipeline import build_sampler
+    from train.loop import check_pairing
+
+    d = os.path.join(demo_small[0], "pretrain")
+    with pytest.raises(ValueError, match=r"reads batch key\(s\) \['x1', 'x2', 'target'\] that sampler 'crop'") as e:
+        train(_cfg(d, tmp_path / "keys", "temporal_gap", 2, ["--sampler", "crop"]))
+    assert "\n" not in str(e.value) and not (tmp_path / "keys" / "metrics.jsonl").exists()
+
+    class NoFrames(torch.nn.Module):
+        name, embedding_dim, n_mels = "noframes", 8, 64
+
+        def forward(self, x):
+            return x.mean((1, 2))[:, :1].repeat(1, 8)
+
+    for method, what in (("multi_strategy", "frames"), ("delores_m", "blocks")):
+        cls = OBJECTIVES[method]
+        with pytest.raises(ValueError, match=f"has no {what}\\(\\)") as e:
+            check_pairing(cls, build_sampler(cls.sampler, **cls.sampler_kwargs), NoFrames(), 16)
+        assert "\n" not in str(e.value)
+    views = build_sampler("views", augment_on="device")  # its device transform turns x into x1, x2
+    assert views.keys == ("x",) and views.provides == ("x1", "x2")
+    views.bind(SimpleNamespace(mean=-5.0, std=4.0, frontend={}, vocabulary=[]))
+    assert views.input_norm == {"mean": -5.0, "std": 4.0}
+
+
+def test_train_knows_no_method_or_sampler_name():
+    """The trainer is generic: no objective or sampler name is written anywhere in train/."""
+    import glob
+
+    from pipeline import SAMPLERS
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = set(OBJECTIVES.names()) | set(SAMPLERS.names())
+    for path in glob.glob(os.path.join(root, "train", "*.py")):
+        src = open(path).read()
+        found = [n for n in names if f'"{n}"' in src or f"'{n}'" in src]
+        assert not found, (path, found)

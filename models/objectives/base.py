@@ -163,6 +163,26 @@ class Objective(nn.Module):
             raise ValueError(f"{cls.name}: encoder {name} has no forward()")
         if not isinstance(getattr(encoder, "embedding_dim", None), int) or encoder.embedding_dim < 1:
             raise ValueError(f"{cls.name}: encoder {name} has no integer embedding_dim")
+        n = n_frames or cls.HParams().n_frames
+        if cls.needs_frames:
+            if not callable(getattr(encoder, "frames", None)) or not getattr(encoder, "frame_dim", None):
+                raise ValueError(f"{cls.name}: encoder {name} has no frames() (this method needs frame embeddings)")
+            out = cls._probe(encoder, "frames", n, name)
+            if not (torch.is_tensor(out) and out.dim() == 3):
+                raise ValueError(f"{cls.name}: frames() must return [B, T', d], got {getattr(out, 'shape', type(out))}")
+        if cls.needs_blocks:
+            if not callable(getattr(encoder, "blocks", None)):
+                raise ValueError(f"{cls.name}: encoder {name} has no blocks() (this method needs block outputs)")
+            out = cls._probe(encoder, "blocks", n, name)
+            if not isinstance(out, (list, tuple)) or not out or any(not torch.is_tensor(b) or b.dim() != 4 for b in out):
+                raise ValueError(f"{cls.name}: blocks() of encoder {name} must return a non-empty list of [B, C, F, T]")
+
+    @classmethod
+    def _probe(cls, encoder: nn.Module, method: str, n_frames: int, name: str) -> Any:
+        try:
+            return probe_encoder(encoder, method, n_frames)
+        except NotImplementedError:
+            raise ValueError(f"{cls.name}: {method}() of encoder {name} is unavailable") from None
 
     @classmethod
     def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:

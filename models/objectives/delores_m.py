@@ -121,19 +121,6 @@ class DeLoResMObjective(Objective):
             raise ValueError(f"delores_m: block_indices {idx} out of range for {n} blocks")
         return out
 
-    @classmethod
-    def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:
-        super().check(encoder, n_frames)
-        name = getattr(encoder, "name", type(encoder).__name__)
-        if not callable(getattr(encoder, "blocks", None)):
-            raise ValueError(f"{cls.name}: encoder {name} has no blocks()")
-        try:
-            blocks = probe_encoder(encoder, "blocks", n_frames or cls.HParams().n_frames)
-        except NotImplementedError:
-            raise ValueError(f"{cls.name}: blocks() of encoder {name} is unavailable") from None
-        if not isinstance(blocks, (list, tuple)) or not blocks or any(b.dim() != 4 for b in blocks):
-            raise ValueError(f"{cls.name}: blocks() of encoder {name} must return a non-empty list of [B, C, F, T]")
-
     # ------------------------------------------------------------------ pieces
     def _block_feats(self, encoder: nn.Module, projectors: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
         blocks = encoder.blocks(x)
