@@ -49,6 +49,8 @@ class TaskData:
     mel_dirs: list[str] = field(default_factory=list)
     mel_frontend_hash: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    #: class -> readable name where the classes are codes (AudioSet / FSD50K MIDs)
+    display_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def kfold(self) -> bool:
