@@ -25,6 +25,7 @@ import torch
 from shards.frontend import FrontendConfig
 from shards.norm import apply_input_norm
 from shards.rundir import META, WEIGHTS
+from shards.writer import file_digest
 
 from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
 from .tasks.base import TaskData, Window
@@ -137,12 +138,7 @@ class EncoderModel(FrozenModel):
 
 
 def file_hash(*paths: str) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for b in iter(lambda: f.read(1 << 20), b""):
-                h.update(b)
-    return h.hexdigest()[:16]
+    return file_digest(list(paths))[:16]
 
 
 def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:

@@ -29,7 +29,7 @@ from shards.frontend import FrontendConfig, get_preset
 from . import metrics as M
 from .cache import default_cache_dir, ensure_mels
 from .embed import _unwrap, normalise
-from .probes import Standardiser, few_threads, knn_votes, label_array, make_folds
+from .probes import Standardiser, few_threads, head_loss, head_targets, knn_votes, label_array, make_folds
 from .runner import load_windows
 from .tasks import Window, get_task
 
@@ -116,8 +116,8 @@ class OnlineProbe:
             torch.manual_seed(self.seed)
             head = nn.Linear(E.shape[1], self.n_classes)
             opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-            X, Y = std(Etr), torch.as_tensor(self.y_train, dtype=torch.float32 if self.multilabel else torch.long)
-            loss_fn = nn.BCEWithLogitsLoss() if self.multilabel else nn.CrossEntropyLoss()
+            X, Y = std(Etr), head_targets(self.y_train, self.multilabel)
+            loss_fn = head_loss(self.multilabel)
             with torch.enable_grad():
                 for _ in range(self.linear_steps):
                     opt.zero_grad(set_to_none=True)

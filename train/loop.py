@@ -150,14 +150,9 @@ def _truncate_metrics(path: str, step: int) -> None:
 
 
 def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
-    import hashlib
+    from shards import sha256_file
 
-    out = {}
-    for d in dirs:
-        p = os.path.join(d, "manifest.json")
-        if os.path.exists(p):
-            out[d] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
+    return {d: sha256_file(os.path.join(d, "manifest.json")) for d in dirs if os.path.exists(os.path.join(d, "manifest.json"))}
 
 
 def param_fingerprint(module: torch.nn.Module) -> str:

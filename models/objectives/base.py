@@ -217,6 +217,20 @@ class Objective(nn.Module):
         params = [p for _, p in self.trainable_named_parameters()]
         return [{"name": "all", "params": params, "lr": lr, "weight_decay": self.hparams.weight_decay}]
 
+    def weight_bias_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Two groups, as Barlow Twins (Zbontar et al. 2021, Sec. 4) and DeLoRes-M train: weights (ndim > 1)
+        at ``hparams.lr`` with ``hparams.weight_decay``; biases and normalisation parameters at
+        ``hparams.lr_bias`` without weight decay (and, under LARS, without adaptation), both scaled by
+        batch/256 when ``lr_scale_batch``."""
+        hp = self.hparams
+        named = self.trainable_named_parameters()
+        return [
+            {"name": "weights", "params": [p for _, p in named if p.ndim > 1],
+             "lr": self._scaled_lr(hp.lr, batch_size), "weight_decay": hp.weight_decay},
+            {"name": "bias_bn", "params": [p for _, p in named if p.ndim <= 1],
+             "lr": self._scaled_lr(getattr(hp, "lr_bias"), batch_size), "weight_decay": 0.0},
+        ]
+
     # ----------------------------------------------------------------- helpers
     def _scaled_lr(self, lr: float, batch_size: int | None) -> float:
         if not self.hparams.lr_scale_batch:

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from models import distributed as D
 
 from . import losses as L
-from .barlow import split_bias_and_norm
 from .base import HParams, Objective, make_target, probe_encoder, register
 from .heads import barlow_projector
 
@@ -168,9 +167,4 @@ class DeLoResMObjective(Objective):
 
     def param_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
         """SGD groups: weights (lr 0.2 x B/256, weight decay 1e-4) and biases/BN (lr 0.0048 x B/256, no decay)."""
-        hp = self.hparams
-        weights, others = split_bias_and_norm(self.trainable_named_parameters())
-        return [
-            {"name": "weights", "params": weights, "lr": self._scaled_lr(hp.lr, batch_size), "weight_decay": hp.weight_decay},
-            {"name": "bias_bn", "params": others, "lr": self._scaled_lr(hp.lr_bias, batch_size), "weight_decay": 0.0},
-        ]
+        return self.weight_bias_groups(batch_size)
