@@ -8,8 +8,8 @@ during training; ``eval/pretrain.py --probe-every N --probe-task T`` does the sa
 
 Construction loads the task, caches its log-mels through the trainer's frontend (the eval cache, shared
 with ``python -m eval run``) and keeps the windows in memory; ``evaluate`` embeds them with the frozen
-encoder (eval mode, no grad; the training mode is restored), then runs kNN (k = 10, Euclidean, paper
-000) and a linear probe on standardised clip embeddings (full-batch Adam, lr 1e-3, a fixed number of
+encoder (eval mode, no grad; the training mode is restored), then runs kNN (k = 10, Euclidean, Tagliasacchi
+et al. 2019) and a linear probe on standardised clip embeddings (full-batch Adam, lr 1e-3, a fixed number of
 steps -- no early stopping, so every call costs the same).  Clips are aggregated by the mean of their
 window embeddings; k-fold tasks use their first fold; large tasks are subsampled (``max_train`` /
 ``max_test`` clips, deterministic) so a call takes seconds.  Call it on one rank only.

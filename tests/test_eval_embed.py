@@ -14,7 +14,7 @@ from eval.finetune import FinetuneConfig
 from eval.probes import ProbeConfig
 from eval.tasks import Window, get_task
 from shards.frontend import get_preset
-from tests.test_eval_support import tiny_registered, TINY, export_encoder, wav, write
+from tests._eval_support import tiny_registered, TINY, export_encoder, wav, write
 
 QUICK = ProbeConfig(max_epochs=40, patience=5, seeds=(0, 1))
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from eval.tasks import TASKS, LayoutError, get_task, load_all
-from tests.test_eval_support import touch, wav, write
+from tests._eval_support import touch, wav, write
 
 TEN = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 

@@ -196,7 +196,7 @@ def test_default_steps_follow_the_papers_training_length():
     from train.loop import DEFAULT_STEPS, resolve_steps
 
     assert resolve_steps(7, OBJECTIVES["byol_a"].default_hparams(), 10.0) == 7  # --steps wins
-    assert resolve_steps(None, OBJECTIVES["temporal_gap"].default_hparams(), 10.0) == 300_000  # 000 Sec. 4
+    assert resolve_steps(None, OBJECTIVES["temporal_gap"].default_hparams(), 10.0) == 300_000  # Tagliasacchi et al. 2019 Sec. 4
     assert resolve_steps(None, OBJECTIVES["simclr"].default_hparams(), 10.0) == 200_000
     # BYOL-A: 100 epochs; 1,000 clips at batch 256 -> 3.90625 steps per epoch -> 391 steps
     assert resolve_steps(None, OBJECTIVES["byol_a"].default_hparams(), 1000 / 256) == 391
