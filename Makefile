@@ -64,7 +64,10 @@ lock: $(UV)
 	mv requirements.lock.tmp requirements.lock
 
 
+# Lint + import order (ruff) and types (mypy on shards/ and models/), configured in pyproject.toml, then the tests.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(PYTHON) -m pytest -q tests
 
 # `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.

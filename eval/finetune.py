@@ -12,7 +12,9 @@ fewer than 128 training clips, so that patience means a minimum amount of traini
 et al. 2019 Sec. 4: "extracting equal-length slices uniformly at random from the original sample and
 assign the corresponding label"); validation and test aggregate all windows per clip as the frozen
 probes do (windows cut on demand from the shards by :class:`eval.windows.ClipWindows`, scores streamed
-in batches, so memory does not grow with the task).  Early stopping (patience 10 epochs; validation metric, ties broken by validation loss) on the validation split, at most 100 epochs.
+in batches, so memory does not grow with the task).  Early stopping (patience 10 epochs; validation
+metric, ties broken by validation loss; :class:`eval.probes.EarlyStopping`) on the validation split, at
+most 100 epochs.
 """
 from __future__ import annotations
 

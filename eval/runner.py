@@ -16,13 +16,12 @@ from shards import rundir
 from shards.frontend import FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
-from .embed import (FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run,
-                    pad_value, untrained_model)
+from .embed import FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run, pad_value, untrained_model
 from .finetune import FinetuneConfig, run_finetune
-from .windows import ClipWindows
 from .probes import ProbeConfig, ProbeInput, label_array, make_folds, run_head_probe, run_knn_probe
 from .report import new_results
 from .tasks import TaskData, TaskSpec, Window, get_task
+from .windows import ClipWindows
 
 log = logging.getLogger("melstream.eval")
 FROZEN_PROBES = ("linear", "knn", "mlp", "layerwise")

@@ -57,7 +57,7 @@ class Encoder(nn.Module):
                         cfg[k] = list(v)
                 object.__setattr__(self, "_config", cfg)
 
-        cls.__init__ = wrapped  # type: ignore[method-assign]
+        cls.__init__ = wrapped  # type: ignore[method-assign,assignment]
 
     # -- interface -------------------------------------------------------------------------
     @property

@@ -59,6 +59,9 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
 class ExportWrapper(nn.Module):
     """Eval-mode encoder with the input normalisation baked in; returns embedding or frames."""
 
+    mean: Tensor
+    inv_std: Tensor
+
     def __init__(self, encoder: Encoder, input_norm: dict[str, float] | None = None, output: str = "embedding") -> None:
         super().__init__()
         if output not in ("embedding", "frames"):
@@ -202,6 +205,7 @@ def export_cli(checkpoint: str | None, *, encoder: str | None = None, kwargs: di
         norm = meta.get("input_norm") if input_norm else None
         base = Path(checkpoint)
     else:
+        assert encoder is not None
         torch.manual_seed(0)
         enc, norm, base = build_encoder(encoder, **(kwargs or {})).eval(), None, Path(".")
     ext = ".onnx" if fmt == "onnx" else ".pt"

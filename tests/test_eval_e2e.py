@@ -20,11 +20,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def demo_report(demo_small, tmp_path_factory):
     shard_root, _ = demo_small
     base = tmp_path_factory.mktemp("e2e")
+    from eval.online import probe_callback
     from models import ENCODERS
     from models.objectives import OBJECTIVES
     from train.config import load_config
     from train.loop import train
-    from eval.online import probe_callback
 
     run = str(base / "runs" / "demo")
     cfg = load_config(["--method", "temporal_gap", "--shards", os.path.join(shard_root, "pretrain"), "--out", run,

@@ -12,7 +12,6 @@ import models
 from models.summary import count_macs, count_params
 
 
-
 @pytest.fixture(scope="module")
 def encoders() -> dict[str, models.Encoder]:
     """One eval-mode instance per registered encoder (the big ones are built once)."""

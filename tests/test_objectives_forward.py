@@ -65,9 +65,9 @@ def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_
 
     import numpy as np
 
-    from shards.frontend import get_preset
     from pipeline import build_sampler
     from pipeline.dataset import collate
+    from shards.frontend import get_preset
 
     cls = OBJECTIVES[name]
     sampler = build_sampler(cls.sampler, **{**cls.sampler_kwargs, "n_frames": n})

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 
 from models import distributed as D
-from models.objectives import OBJECTIVES, build_objective, losses as L
+from models.objectives import OBJECTIVES, build_objective
+from models.objectives import losses as L
 from models.objectives.base import ema_update, make_target
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 

@@ -8,10 +8,9 @@ import os
 import pytest
 import torch
 
+from models.objectives import OBJECTIVES
 from train.config import load_config
 from train.loop import NonFiniteLoss, train
-
-from models.objectives import OBJECTIVES
 
 
 def small_flags(method: str) -> list[str]:

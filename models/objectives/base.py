@@ -76,6 +76,9 @@ class HParams:
         return dataclasses.asdict(self)
 
 
+_HParams = HParams  # the dataclass, for annotations inside Objective (whose HParams is a class attribute)
+
+
 def make_target(module: nn.Module) -> nn.Module:
     """Deep copy of ``module`` with ``requires_grad=False`` on every parameter (EMA target)."""
     target = copy.deepcopy(module)
@@ -143,13 +146,13 @@ class Objective(nn.Module):
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__()
         base = self.HParams.preset(hparams.pop("preset", None)).to_dict()
-        self.hparams = self.HParams(**{**base, **hparams})
+        self.hparams: Any = self.HParams(**{**base, **hparams})  # the subclass's own dataclass
         self.check(encoder, n_frames=self.hparams.n_frames)
         self.encoder = encoder
 
     # ----------------------------------------------------------------- trainer API
     @classmethod
-    def default_hparams(cls, preset: str | None = None) -> HParams:
+    def default_hparams(cls, preset: str | None = None) -> "_HParams":
         return cls.HParams.preset(preset)
 
     @classmethod

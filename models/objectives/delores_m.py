@@ -134,14 +134,14 @@ class DeLoResMObjective(Objective):
     def _enqueue(self, *keys: torch.Tensor) -> None:
         """Enqueue teacher keys of the global batch; each tensor is gathered over ranks separately,
         so the order matches single-process training on the concatenated batch."""
-        keys = F.normalize(torch.cat([D.gather_no_grad(k) for k in keys], 0), dim=1)
+        new = F.normalize(torch.cat([D.gather_no_grad(k) for k in keys], 0), dim=1)
         k = self.queue.shape[0]
-        if keys.shape[0] > k:
-            keys = keys[-k:]
-        n = keys.shape[0]
+        if new.shape[0] > k:
+            new = new[-k:]
+        n = new.shape[0]
         ptr = int(self.queue_ptr)
         idx = (ptr + torch.arange(n, device=self.queue.device)) % k
-        self.queue[idx] = keys.to(self.queue.dtype)
+        self.queue[idx] = new.to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % k)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
