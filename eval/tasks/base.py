@@ -107,6 +107,14 @@ def clip_key(rel: str) -> str:
     return path_key(rel)
 
 
+def parse_fold(value: str, task: str, where: str) -> int:
+    """An official fold number from a metadata CSV; a :class:`LayoutError` naming the row otherwise."""
+    try:
+        return int(value)
+    except ValueError:
+        raise LayoutError(f"{task}: bad fold {value!r} for {where}") from None
+
+
 def require(root: str, rel: str, task: str, hint: str = "") -> str:
     """``root/rel`` or a :class:`LayoutError` that names it."""
     p = os.path.join(root, rel)
