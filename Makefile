@@ -64,7 +64,10 @@ lock: $(UV)
 	mv requirements.lock.tmp requirements.lock
 
 
+# Lint + import order (ruff) and types (mypy on shards/ and models/), configured in pyproject.toml, then the tests.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(PYTHON) -m pytest -q tests
 
 # `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.
@@ -93,7 +96,7 @@ eval: setup
 
 demo: setup
 	$(MAKE) shards
-	$(PYTHON) train/pretrain.py $(DEMO_TRAIN) --out $(RUN)
+	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN)
 	$(MAKE) eval
 
 bench: bench-ingest bench-pipeline bench-models bench-train bench-eval

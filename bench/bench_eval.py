@@ -18,15 +18,14 @@ import time
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import merge_results, table  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import merge_results, table  # noqa: E402
 
 
 def write_task(root: str, clips: int, frames: int) -> list[str]:
     import shards
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
 
     fe = get_preset("byol_a")
     common = {"dataset": "bench", "split": "all", "frontend": fe.to_dict(), "frontend_hash": fe.hash()}
@@ -72,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=200)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    import shards
     from eval.embed import make_windows
     from eval.runner import load_windows
     from eval.tasks import Window
-    from ingest.frontend import get_preset
     from models import build_encoder
-    import shards
+    from shards.frontend import get_preset
 
     fe = get_preset("byol_a")
     window = Window("sliding", 96)

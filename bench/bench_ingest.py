@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from _common import merge_results, table
 
 import shards

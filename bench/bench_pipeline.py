@@ -102,12 +102,13 @@ def wav_batches(audio_dir: str, name: str, batch: int):
     the same sampler and collation as the shard path.  The augmentations are melstream's own on both
     paths (not the official per-example torch modules), so the ratio isolates what reading
     precomputed log-mels saves."""
-    import soundfile as sf
     from types import SimpleNamespace
 
-    from ingest.frontend import LogMel, get_preset
+    import soundfile as sf
+
     from pipeline import build_sampler
     from pipeline.dataset import collate
+    from shards.frontend import LogMel, get_preset
 
     files = sorted(glob.glob(os.path.join(audio_dir, "*", "*.wav")))
     fe = get_preset("byol_a")

@@ -18,7 +18,6 @@ import tempfile
 import time
 
 import torch
-
 from _common import ROOT, merge_results, table
 
 CASES = [("temporal_gap", "mobile", {}, 256), ("byol_a", "audio_ntt", {"d": 512}, 64)]

@@ -33,8 +33,9 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from ingest.frontend import FrontendConfig
 from shards.atomic import atomic_write_json
+from shards.frontend import FrontendConfig
+from shards.writer import sha256_file
 
 from .tasks.base import Clip, TaskData
 
@@ -101,18 +102,12 @@ def _run_shard(args: tuple) -> dict:
     return {"samples": rec["samples"], "failed": len(rec["failures"])}
 
 
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def ensure_mels(td: TaskData, fe: FrontendConfig, cache_dir: str, max_seconds: Optional[float] = None,
                 workers: int = 1, progress: bool = True, per_shard: int = 500) -> list[str]:
     """Shard dirs holding the log-mels of every clip of ``td`` through frontend ``fe`` (built if needed)."""
     if td.mel_dirs and td.mel_frontend_hash == fe.hash():
         return list(td.mel_dirs)
-    from ingest.engine import IngestConfig, is_finished, plan
+    from ingest.engine import IngestConfig, _worker_init, is_finished, plan  # one worker set-up for both pools
     from shards import build_manifest
 
     out = os.path.join(cache_dir, "mels", td.name, f"{fingerprint(td)}-{slug(fe.name)}-{fe.hash()}")
@@ -180,14 +175,6 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return ti
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 class EmbeddingWriter:
     """Writes ``<task>-<kind>-%06d.tar`` shards of per-clip embeddings, then ``manifest.json``."""
 
@@ -217,7 +204,7 @@ class EmbeddingWriter:
         name = self._name(len(self.shards))
         path = os.path.join(self.out_dir, name)
         os.replace(self._tmp, path)
-        self.shards.append({"name": name, "samples": self._n, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+        self.shards.append({"name": name, "samples": self._n, "bytes": os.path.getsize(path), "sha256": sha256_file(path)})
         self._tar = None
 
     def add(self, key: str, emb: np.ndarray, meta: dict[str, Any]) -> None:

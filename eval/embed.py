@@ -24,7 +24,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ingest.frontend import FrontendConfig
+from shards.frontend import FrontendConfig
+from shards.norm import apply_input_norm
+from shards.rundir import META, WEIGHTS
+from shards.writer import file_digest
 
 from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
 from .tasks.base import TaskData, Window
@@ -94,9 +97,7 @@ def full_fp32() -> Iterator[None]:
 
 
 def normalise(x: torch.Tensor, input_norm: Optional[dict]) -> torch.Tensor:
-    from train.export import normalise_input
-
-    return normalise_input(x, {"input_norm": input_norm})
+    return apply_input_norm(x, input_norm)
 
 
 def pool_block(h: torch.Tensor) -> torch.Tensor:
@@ -156,17 +157,12 @@ class EncoderModel(FrozenModel):
 
 
 def file_hash(*paths: str) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for b in iter(lambda: f.read(1 << 20), b""):
-                h.update(b)
-    return h.hexdigest()[:16]
+    return file_digest(list(paths))[:16]
 
 
 def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:
     """An exported run dir (anything with ``encoder.json``) as a frozen model."""
-    from train.export import META, WEIGHTS, load_encoder
+    from models.export import load_run as load_encoder
 
     enc, meta = load_encoder(run_dir, device=device)
     fe = FrontendConfig.from_dict(meta["frontend"])

@@ -12,12 +12,12 @@ fewer than 128 training clips, so that patience means a minimum amount of traini
 et al. 2019 Sec. 4: "extracting equal-length slices uniformly at random from the original sample and
 assign the corresponding label"); validation and test aggregate all windows per clip as the frozen
 probes do (windows cut on demand from the shards by :class:`eval.windows.ClipWindows`, scores streamed
-in batches, so memory does not grow with the task).  Early stopping (patience 10 epochs; validation metric, ties broken by validation loss) on the validation split, at most 100 epochs.
+in batches, so memory does not grow with the task).  Early stopping (patience 10 epochs; validation
+metric, ties broken by validation loss; :class:`eval.probes.EarlyStopping`) on the validation split, at
+most 100 epochs.
 """
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from . import metrics as M
 from .embed import _unwrap, normalise
-from .probes import Fold, ProbeInput, summarise
+from .probes import EarlyStopping, Fold, ProbeInput, head_loss, head_targets, summarise
 from .windows import ClipWindows
 
 
@@ -88,13 +88,13 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
     net = _Net(make_encoder(seed), len(pi.classes), input_norm).to(cfg.device)
     opt = torch.optim.Adam([{"params": net.encoder.parameters(), "lr": cfg.lr_encoder},
                             {"params": net.head.parameters(), "lr": cfg.lr_head}])
-    loss_fn = nn.BCEWithLogitsLoss() if pi.multilabel else nn.CrossEntropyLoss()
+    loss_fn = head_loss(pi.multilabel)
     train = np.asarray(fold.train)
     nwin = windows.n_windows[train]
-    Y = torch.as_tensor(pi.y[train], dtype=torch.float32 if pi.multilabel else torch.long)
+    Y = head_targets(pi.y[train], pi.multilabel)
     yva = pi.y[fold.valid]
     rng = np.random.default_rng(seed)
-    best, best_state, bad, steps, epochs = (-math.inf, math.inf), copy.deepcopy(net.state_dict()), 0, 0, 0
+    stop, steps, epochs = EarlyStopping(net, cfg.patience), 0, 0
     for epoch in range(cfg.max_epochs):
         net.train()
         reps = max(1, -(-cfg.min_epoch_size // len(train)))
@@ -115,19 +115,12 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
         if len(fold.valid):
             sva = _clip_scores(net, windows, fold.valid, pi.multilabel, pi.aggregate)
             metric = M.primary(yva, sva, pi.multilabel)
-            vloss = float(loss_fn(torch.as_tensor(sva), torch.as_tensor(yva, dtype=torch.float32 if pi.multilabel
-                                                                          else torch.long)))
+            vloss = float(loss_fn(torch.as_tensor(sva), head_targets(yva, pi.multilabel)))
         else:
             metric, vloss = 0.0, 0.0
-        if metric > best[0] + 1e-9 or (abs(metric - best[0]) <= 1e-9 and vloss < best[1] - 1e-9):
-            best, best_state, bad = (metric, vloss), copy.deepcopy(net.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-        if cfg.max_steps and steps >= cfg.max_steps:
+        if stop.update(net, metric, vloss) or (cfg.max_steps and steps >= cfg.max_steps):
             break
-    net.load_state_dict(best_state)
+    stop.restore(net)
     return _clip_scores(net, windows, fold.test, pi.multilabel, pi.aggregate), epochs
 
 

@@ -23,14 +23,13 @@ does not depend on the other sounds of the batch.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ingest.frontend import FrontendConfig, LogMel
+from shards.frontend import FrontendConfig, LogMel
 
 from .embed import _unwrap, full_fp32, normalise
 
@@ -80,12 +79,11 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", device: Optional[str] = None, **kwargs) -> HearModel:
     """Load an exported encoder (a run dir with ``encoder.json`` + ``encoder.safetensors``)."""
-    from train.export import load_encoder
+    from models.export import load_run
 
     if not model_file_path:
         raise ValueError("load_model needs the path of an exported run dir (holding encoder.json)")
-    path = os.path.dirname(model_file_path) if model_file_path.endswith("encoder.json") else model_file_path
-    enc, meta = load_encoder(path, device=device or "cpu")
+    enc, meta = load_run(model_file_path, device=device or "cpu")
     return HearModel(enc, meta, **kwargs).to(device or "cpu").eval()
 
 

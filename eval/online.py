@@ -1,15 +1,15 @@
 """The trainer's online probe: a quick kNN + linear probe on a cached labelled task during pretraining.
 
 Tagliasacchi et al. 2019 (Sec. 4, Figure 2) track downstream accuracy next to the self-supervised loss
-during training; ``train/pretrain.py --probe-every N --probe-task T`` does the same with::
+during training; ``eval/pretrain.py --probe-every N --probe-task T`` does the same with::
 
     probe = OnlineProbe("demo_family", data_root="data", cache_dir="data/eval_cache", frontend=fe)
     metrics = probe.evaluate(encoder, input_norm)   # {"probe/demo_family/knn_accuracy": ..., ...}
 
 Construction loads the task, caches its log-mels through the trainer's frontend (the eval cache, shared
 with ``python -m eval run``) and keeps the windows in memory; ``evaluate`` embeds them with the frozen
-encoder (eval mode, no grad; the training mode is restored), then runs kNN (k = 10, Euclidean, paper
-000) and a linear probe on standardised clip embeddings (full-batch Adam, lr 1e-3, a fixed number of
+encoder (eval mode, no grad; the training mode is restored), then runs kNN (k = 10, Euclidean, Tagliasacchi
+et al. 2019) and a linear probe on standardised clip embeddings (full-batch Adam, lr 1e-3, a fixed number of
 steps -- no early stopping, so every call costs the same).  Clips are aggregated by the mean of their
 window embeddings; k-fold tasks use their first fold; large tasks are subsampled (``max_train`` /
 ``max_test`` clips, deterministic) so a call takes seconds.  Call it on one rank only.
@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from ingest.frontend import FrontendConfig, get_preset
+from shards.frontend import FrontendConfig, get_preset
 
 from . import metrics as M
 from .cache import default_cache_dir, ensure_mels
 from .embed import _unwrap, normalise
-from .probes import Standardiser, few_threads, knn_votes, label_array, make_folds
+from .probes import Standardiser, few_threads, head_loss, head_targets, knn_votes, label_array, make_folds
 from .runner import load_windows
 from .tasks import Window, get_task
 
@@ -116,8 +116,8 @@ class OnlineProbe:
             torch.manual_seed(self.seed)
             head = nn.Linear(E.shape[1], self.n_classes)
             opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-            X, Y = std(Etr), torch.as_tensor(self.y_train, dtype=torch.float32 if self.multilabel else torch.long)
-            loss_fn = nn.BCEWithLogitsLoss() if self.multilabel else nn.CrossEntropyLoss()
+            X, Y = std(Etr), head_targets(self.y_train, self.multilabel)
+            loss_fn = head_loss(self.multilabel)
             with torch.enable_grad():
                 for _ in range(self.linear_steps):
                     opt.zero_grad(set_to_none=True)
@@ -130,3 +130,22 @@ class OnlineProbe:
                p + f"linear_{self.metric}": M.primary(self.y_test, lin, self.multilabel)}
         log.debug("online probe %s: %.2f s", self.task, time.time() - t0)
         return out
+
+
+def probe_callback(task: str, data_root: str, cache_dir: str) -> Callable[[nn.Module, dict], dict[str, float]]:
+    """The trainer's callback ``probe(encoder, ctx) -> metrics`` for :class:`OnlineProbe` (plugged in by
+    ``eval/pretrain.py``; ``ctx`` carries the run's ``frontend`` and ``input_norm``)."""
+    state: dict = {}
+
+    def probe(encoder: nn.Module, ctx: dict) -> dict[str, float]:
+        if "p" not in state:  # the frontend is known once the trainer has read the manifests
+            state["p"] = OnlineProbe(task, data_root, cache_dir, ctx["frontend"])
+        was = encoder.training
+        try:
+            with torch.random.fork_rng(devices=[]):  # the probe seeds its own head: keep training RNG untouched
+                res = state["p"].evaluate(encoder, ctx["input_norm"])
+        finally:
+            encoder.train(was)
+        return {(k if k.startswith("probe/") else f"probe/{task}/{k}"): float(v) for k, v in res.items()}
+
+    return probe

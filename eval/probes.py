@@ -197,6 +197,38 @@ class Standardiser:
         return torch.from_numpy(((X - self.mean) / self.std).astype(np.float32))
 
 
+def head_loss(multilabel: bool) -> nn.Module:
+    """The classification loss of every head: BCE on multi-hot targets (multi-label tasks), cross-entropy
+    on class indices otherwise."""
+    return nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
+
+
+def head_targets(y: np.ndarray, multilabel: bool) -> torch.Tensor:
+    """Targets for :func:`head_loss`: float multi-hot rows, or long class indices."""
+    return torch.as_tensor(y, dtype=torch.float32 if multilabel else torch.long)
+
+
+class EarlyStopping:
+    """Keeps the state with the best validation metric (ties: the lower validation loss) and says when
+    ``patience`` epochs in a row brought no improvement (BYOL-A's linear evaluation, Niizumi et al. 2021)."""
+
+    def __init__(self, module: nn.Module, patience: int) -> None:
+        self.patience, self.bad = patience, 0
+        self.best = (-math.inf, math.inf)
+        self.state = copy.deepcopy(module.state_dict())
+
+    def update(self, module: nn.Module, metric: float, loss: float) -> bool:
+        """Record one epoch's validation result; True when training should stop."""
+        if metric > self.best[0] + 1e-9 or (abs(metric - self.best[0]) <= 1e-9 and loss < self.best[1] - 1e-9):
+            self.best, self.state, self.bad = (metric, loss), copy.deepcopy(module.state_dict()), 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, module: nn.Module) -> None:
+        module.load_state_dict(self.state)
+
+
 def train_head(Xtr: np.ndarray, ytr: np.ndarray, val: Callable[[nn.Module], tuple[float, float]], d: int, n_out: int,
                multilabel: bool, seed: int, cfg: ProbeConfig, hidden: Optional[int] = None) -> tuple[nn.Module, int]:
     """Adam on minibatches; keeps the state with the best validation metric (ties: lower loss)."""
@@ -205,10 +237,10 @@ def train_head(Xtr: np.ndarray, ytr: np.ndarray, val: Callable[[nn.Module], tupl
     head = nn.Linear(d, n_out) if not hidden else nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     X = torch.as_tensor(Xtr)
-    Y = torch.as_tensor(ytr, dtype=torch.float32 if multilabel else torch.long)
-    loss_fn = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
+    Y = head_targets(ytr, multilabel)
+    loss_fn = head_loss(multilabel)
     bs = max(8, min(cfg.batch_size, -(-len(X) // cfg.min_steps_per_epoch)))
-    best, best_state, bad, epochs = (-math.inf, math.inf), copy.deepcopy(head.state_dict()), 0, 0
+    stop, epochs = EarlyStopping(head, cfg.patience), 0
     for epoch in range(cfg.max_epochs):
         head.train()
         perm = torch.randperm(len(X), generator=g)
@@ -219,14 +251,9 @@ def train_head(Xtr: np.ndarray, ytr: np.ndarray, val: Callable[[nn.Module], tupl
             opt.step()
         epochs = epoch + 1
         head.eval()
-        metric, vloss = val(head)
-        if metric > best[0] + 1e-9 or (abs(metric - best[0]) <= 1e-9 and vloss < best[1] - 1e-9):
-            best, best_state, bad = (metric, vloss), copy.deepcopy(head.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    head.load_state_dict(best_state)
+        if stop.update(head, *val(head)):
+            break
+    stop.restore(head)
     return head.eval(), epochs
 
 
@@ -240,8 +267,8 @@ def head_fold_scores(pi: ProbeInput, fold: Fold, seed: int, cfg: ProbeConfig, hi
     ytr = pi.y[fold.train][ctr]
     yva = pi.y[fold.valid]
     Tva = std(Xva)
-    loss_fn = nn.BCEWithLogitsLoss() if pi.multilabel else nn.CrossEntropyLoss()
-    yva_rows = torch.as_tensor(yva[cva], dtype=torch.float32 if pi.multilabel else torch.long)
+    loss_fn = head_loss(pi.multilabel)
+    yva_rows = head_targets(yva[cva], pi.multilabel)
 
     def val(head: nn.Module) -> tuple[float, float]:
         if len(fold.valid) == 0:

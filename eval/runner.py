@@ -12,16 +12,16 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from ingest.frontend import FrontendConfig, get_preset
+from shards import rundir
+from shards.frontend import FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
-from .embed import (FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run,
-                    pad_value, untrained_model)
+from .embed import FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run, pad_value, untrained_model
 from .finetune import FinetuneConfig, run_finetune
-from .windows import ClipWindows
 from .probes import ProbeConfig, ProbeInput, label_array, make_folds, run_head_probe, run_knn_probe
 from .report import new_results
 from .tasks import TaskData, TaskSpec, Window, get_task
+from .windows import ClipWindows
 
 log = logging.getLogger("melstream.eval")
 FROZEN_PROBES = ("linear", "knn", "mlp", "layerwise")
@@ -42,7 +42,7 @@ class ModelEntry:
 
 
 def is_run_dir(spec: str) -> bool:
-    return os.path.isfile(os.path.join(spec, "encoder.json")) or (os.path.basename(spec) == "encoder.json" and os.path.isfile(spec))
+    return rundir.is_run_dir(spec)
 
 
 def _encoder_kwargs(encoder: str, fe: FrontendConfig) -> dict:
@@ -62,7 +62,7 @@ def resolve_models(specs: list[str], frontend: Optional[str] = None, device: str
     runs: dict[str, ModelEntry] = {}
     for s in specs:
         if is_run_dir(s):
-            d = os.path.dirname(s) if s.endswith("encoder.json") else s
+            d = rundir.run_dir_of(s)
             fm = load_run(d, device=device)
             enc0 = copy.deepcopy(fm.encoder).cpu()
             runs[s] = ModelEntry(fm.name, "run", fm.frontend, fm, (lambda e: (lambda seed: copy.deepcopy(e)))(enc0),

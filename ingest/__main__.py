@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import logging
@@ -10,19 +9,11 @@ import sys
 
 from shards.cli import cli_main
 from shards.codec import CODECS, DEFAULT_CODEC
+from shards.frontend import PRESETS
 
 from .codec_choices import CODEC_HELP
 from .engine import DECODE_BATCH, IngestConfig, run_ingest
-from .frontend import PRESETS
-from .sources import SOURCES
-
-# Importing a source module registers it.  Optional ones (audioset, fsd50k) register when present.
-for _mod in ("folder", "demo", "audioset", "fsd50k"):
-    try:
-        importlib.import_module(f"ingest.sources.{_mod}")
-    except ModuleNotFoundError as e:
-        if e.name != f"ingest.sources.{_mod}":
-            raise
+from .sources import SOURCES  # every module of ingest/sources/ registers itself on first lookup
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

@@ -19,15 +19,15 @@ import re
 import sys
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
 from shards.format import PARTS_DIR, check_name
+from shards.frontend import FrontendConfig, get_preset, logmel
 
 from .decode import DecodeError
-from .frontend import FrontendConfig, get_preset, logmel
 
 log = logging.getLogger("melstream.ingest")
 

@@ -4,9 +4,8 @@ See docs/contracts.md ("Encoders") for the interface and docs/models.md for each
 ``models.objectives`` is a separate subpackage and is not imported here.
 """
 from .base import Encoder
-from .registry import DECODERS, ENCODERS, build_encoder, register_decoder, register_encoder
-from . import encoders as _encoders  # noqa: F401  (registers the encoders)
 from .decoders import Decoder, MLPDecoder, MobileDecoder, build_decoder
+from .registry import DECODERS, ENCODERS, build_encoder, register_decoder, register_encoder
 
 __all__ = [
     "Encoder", "ENCODERS", "DECODERS", "build_encoder", "build_decoder", "register_encoder",

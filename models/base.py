@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-HOP_S = 0.010  # every frontend preset uses a 10 ms hop (ingest/frontend.py)
+HOP_S = 0.010  # every frontend preset uses a 10 ms hop (shards/frontend.py)
 
 
 class Encoder(nn.Module):
@@ -57,7 +57,7 @@ class Encoder(nn.Module):
                         cfg[k] = list(v)
                 object.__setattr__(self, "_config", cfg)
 
-        cls.__init__ = wrapped  # type: ignore[method-assign]
+        cls.__init__ = wrapped  # type: ignore[method-assign,assignment]
 
     # -- interface -------------------------------------------------------------------------
     @property

@@ -114,8 +114,5 @@ def build_decoder(encoder: Encoder | str, *, in_dim: int | None = None, n_frames
         n_mels = enc.n_mels if enc is not None else 64
     if kind == "mobile" and enc is not None and "width" not in kwargs:
         kwargs["width"] = getattr(enc, "width", 1)
-    try:
-        cls = DECODERS[kind]
-    except KeyError:
-        raise KeyError(f"unknown decoder {kind!r}; known: {sorted(DECODERS)}") from None
+    cls = DECODERS.get(kind)
     return cls(in_dim=in_dim, n_mels=n_mels, n_frames=n_frames, out_slices=out_slices, **kwargs)

@@ -1,8 +1,8 @@
 """Export an encoder for on-device use (Tagliasacchi et al. 2019 target phones, Sec. 1 and 4).
 
 ``python -m models export RUN_DIR --format torchscript|onnx [--quantize int8]`` rebuilds the encoder
-from ``RUN_DIR/encoder.json`` + ``RUN_DIR/encoder.safetensors`` (layout in docs/contracts.md, written
-by ``train/export.py``; this is the only place in ``models`` that reads files), bakes the run's
+from ``RUN_DIR/encoder.json`` + ``RUN_DIR/encoder.safetensors`` (format: ``shards/rundir.py``; this is
+the only place in ``models`` that reads files), bakes the run's
 ``input_norm`` (``(x - mean) / std``) in front of it, and writes one self-contained file:
 
 * ``torchscript``: ``torch.jit.trace`` of the eval-mode wrapper (``.pt``); batch and time stay
@@ -32,40 +32,55 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shards import rundir
+from shards.norm import apply_input_norm
+from shards.typed import build_checked, coerce_kwargs
+
 from .base import Encoder
-from .registry import build_encoder
-
-META_FILE, WEIGHTS_FILE = "encoder.json", "encoder.safetensors"
+from .registry import ENCODERS, build_encoder
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[Encoder, dict[str, Any]]:
-    """Rebuild the encoder of a run directory (``encoder.json`` + ``encoder.safetensors``)."""
-    from safetensors.torch import load_file
-
-    run = Path(run_dir)
-    meta = json.loads((run / META_FILE).read_text())
-    enc = build_encoder(meta["encoder"], **meta.get("kwargs", {}))
-    state = load_file(str(run / WEIGHTS_FILE))
-    if state and all(k.startswith("encoder.") for k in state):
-        state = {k[len("encoder."):]: v for k, v in state.items()}
-    enc.load_state_dict(state, strict=True)
-    return enc.eval(), meta
+def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Encoder, dict[str, Any]]:
+    """Rebuild the encoder of a run directory (or of its ``encoder.json``) in eval mode; returns
+    ``(encoder, meta)``.  Every field is validated first (``shards.rundir``); one-line errors."""
+    run = str(run_dir)
+    meta = rundir.read_meta(run)
+    if meta["encoder"] not in ENCODERS:
+        raise ValueError(f"{run}: unknown encoder {meta['encoder']!r}; known: {', '.join(ENCODERS.names())}")
+    what = f"{os.path.join(rundir.run_dir_of(run), rundir.META)}: bad kwargs"  # outside input: typed, then built
+    kwargs = coerce_kwargs([ENCODERS[meta["encoder"]]], meta["kwargs"], what, meta["encoder"])
+    enc = build_checked(build_encoder, meta["encoder"], kwargs, what)
+    try:
+        missing, unexpected = enc.load_state_dict(rundir.read_weights(run), strict=False)
+    except RuntimeError as e:  # shapes of another size of this encoder
+        raise ValueError(f"{run}: weights do not match {meta['encoder']} {kwargs}: "
+                         f"{str(e).strip().splitlines()[-1].strip()[:200]}") from None
+    if missing or unexpected:
+        raise ValueError(f"{run}: weights do not match {meta['encoder']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return enc.to(device).eval(), meta
 
 
 class ExportWrapper(nn.Module):
     """Eval-mode encoder with the input normalisation baked in; returns embedding or frames."""
+
+    mean: Tensor
+    inv_std: Tensor
 
     def __init__(self, encoder: Encoder, input_norm: dict[str, float] | None = None, output: str = "embedding") -> None:
         super().__init__()
         if output not in ("embedding", "frames"):
             raise ValueError("output must be 'embedding' or 'frames'")
         self.encoder, self.output = encoder.eval(), output
-        mean, std = (input_norm["mean"], input_norm["std"]) if input_norm else (0.0, 1.0)
+        self.per_example = bool(input_norm and input_norm.get("type") == "per_example")
+        mean, std = (input_norm["mean"], input_norm["std"]) if input_norm and not self.per_example else (0.0, 1.0)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("inv_std", torch.tensor(1.0 / float(std)))
 
     def forward(self, logmel: Tensor) -> Tensor:
-        x = (logmel - self.mean) * self.inv_std
+        if self.per_example:
+            x = apply_input_norm(logmel, {"type": "per_example"})
+        else:
+            x = (logmel - self.mean) * self.inv_std
         return self.encoder(x) if self.output == "embedding" else self.encoder.frames(x)
 
 
@@ -194,6 +209,7 @@ def export_cli(checkpoint: str | None, *, encoder: str | None = None, kwargs: di
         norm = meta.get("input_norm") if input_norm else None
         base = Path(checkpoint)
     else:
+        assert encoder is not None
         torch.manual_seed(0)
         enc, norm, base = build_encoder(encoder, **(kwargs or {})).eval(), None, Path(".")
     ext = ".onnx" if fmt == "onnx" else ".pt"

@@ -1,12 +1,17 @@
-"""Name -> class registries for encoders and decoders (``@register_encoder("mobile")``)."""
+"""Name -> class registries for encoders and decoders (``@register_encoder("mobile")``).
+
+Encoders are discovered from ``models/encoders/`` (one module each; see :class:`shards.registry.Registry`).
+"""
 from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
+from shards.registry import Registry
+
 from .base import Encoder
 
-ENCODERS: dict[str, type[Encoder]] = {}
-DECODERS: dict[str, type] = {}
+ENCODERS: Registry[type[Encoder]] = Registry("encoder", package="models.encoders")
+DECODERS: Registry[type] = Registry("decoder")
 
 E = TypeVar("E", bound=type)
 
@@ -15,29 +20,18 @@ def register_encoder(name: str) -> Callable[[E], E]:
     """Class decorator: register an :class:`Encoder` subclass under ``name``."""
 
     def deco(cls: E) -> E:
-        if name in ENCODERS:
-            raise KeyError(f"encoder {name!r} registered twice")
+        ENCODERS.add(name, cls)  # type: ignore[arg-type]
         cls.name = name  # type: ignore[attr-defined]
-        ENCODERS[name] = cls  # type: ignore[assignment]
         return cls
 
     return deco
 
 
 def register_decoder(name: str) -> Callable[[E], E]:
-    def deco(cls: E) -> E:
-        if name in DECODERS:
-            raise KeyError(f"decoder {name!r} registered twice")
-        DECODERS[name] = cls
-        return cls
-
-    return deco
+    """Class decorator: register a decoder class under ``name``."""
+    return DECODERS.register(name)
 
 
 def build_encoder(name: str, **kwargs: Any) -> Encoder:
     """Build a registered encoder; ``build_encoder(e.name, **e.config())`` rebuilds ``e``."""
-    try:
-        cls = ENCODERS[name]
-    except KeyError:
-        raise KeyError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}") from None
-    return cls(**kwargs)
+    return ENCODERS.get(name)(**kwargs)

@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from shards import norm as shards_norm
+
 A_CUBIC = -0.75  # PyTorch's bicubic coefficient
 
 
@@ -43,10 +45,9 @@ def normalize(x: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def standardize(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Per-example standardisation by its own mean/std (Wang et al. 2022, App. C)."""
-    m = float(x.mean())
-    s = float(x.std())
-    return ((x - np.float32(m)) / np.float32(s + eps)).astype(np.float32, copy=False)
+    """Per-example standardisation by its own mean/std (Wang et al. 2022, App. C): the one formula of
+    :func:`shards.norm.standardize` (``x`` is one example)."""
+    return shards_norm.standardize(x, eps, batched=False)
 
 
 def batch_normalize(xs: list[np.ndarray], valid: np.ndarray | None = None, eps: float = 1e-8,

@@ -124,12 +124,12 @@ def read_manifests(dirs: list[str] | str, allow_pipe: bool = False) -> DatasetFa
 def check_frontend(facts: DatasetFacts, expect_n_mels: int | None = None, expect_frontend: Any = None) -> None:
     """Raise :class:`FrontendMismatch` when the shards' frontend is not what the method/encoder expects.
 
-    ``expect_frontend`` is a preset name (``'hares'``), a dict, or an ``ingest.frontend.FrontendConfig``.
+    ``expect_frontend`` is a preset name (``'hares'``), a dict, or an ``shards.frontend.FrontendConfig``.
     """
     fe = facts.frontend
     where = ", ".join(facts.dirs)
     if expect_frontend is not None:
-        from ingest.frontend import FrontendConfig, get_preset
+        from shards.frontend import FrontendConfig, get_preset
 
         if isinstance(expect_frontend, str):
             want = get_preset(expect_frontend).to_dict()

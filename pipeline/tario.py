@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from typing import IO, Iterator
 
-import orjson
-
 import numpy as np
+import orjson
 import torch
 
 from shards.codec import ChunkedMel, CodecError, chunks_to_planes, decompress, load_payload, payload_to_mel, wants_checksum

@@ -33,10 +33,6 @@ def scheme_of(url: str) -> str:
     return urlparse(url).scheme.lower()
 
 
-def is_remote(url: str) -> bool:
-    return scheme_of(url) not in ("", "file")
-
-
 def local_path(url: str) -> str:
     return urlparse(url).path if scheme_of(url) == "file" else url
 

@@ -16,6 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 DEBUG_ENV = "MELSTREAM_DEBUG"
 EXIT_USAGE = 2
@@ -47,10 +48,10 @@ def error_line(exc: BaseException, what: str) -> str:
     return f"error: {what}: {why or type(exc).__name__}"
 
 
-def run_main(fn: Callable[[list[str] | None], int], argv: list[str] | None, what: str) -> int:
-    """Call ``fn(argv)`` behind the boundary (see the module docstring)."""
+def run_main(fn: Callable[..., int], argv: list[str] | None, what: str, **kwargs: Any) -> int:
+    """Call ``fn(argv, **kwargs)`` behind the boundary (see the module docstring)."""
     try:
-        return fn(argv)
+        return fn(argv, **kwargs)
     except SystemExit as e:
         if isinstance(e.code, str):
             if debug():
@@ -75,8 +76,8 @@ def cli_main(what: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
 
     def deco(fn: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(fn)
-        def wrapper(argv: list[str] | None = None) -> int:
-            return run_main(fn, argv, what)
+        def wrapper(argv: list[str] | None = None, **kwargs: Any) -> int:
+            return run_main(fn, argv, what, **kwargs)
 
         wrapper.unwrapped = fn  # type: ignore[attr-defined]
         return wrapper

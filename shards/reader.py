@@ -60,7 +60,8 @@ def split_member(name: str) -> tuple[str, str]:
 def group_samples(members: Iterable[tuple[str, T]]) -> Iterator[tuple[str, dict[str, T]]]:
     """Consecutive ``(member name, value)`` -> ``(key, {ext: value})``; names are checked with
     :func:`split_member` and a member appearing twice in a sample is an error."""
-    cur_key, cur = None, {}
+    cur_key: str | None = None
+    cur: dict[str, T] = {}
     for name, value in members:
         key, ext = split_member(name)
         if key != cur_key:

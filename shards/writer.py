@@ -15,7 +15,7 @@ import os
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,15 +24,15 @@ from .codec import CODEC_KEYS, DEFAULT_CODEC, DEFAULT_LEVEL, encode_mel
 from .format import JSON_EXT, MEL_EXT, PARTS_DIR, check_key, check_shard_name
 
 
-def file_digest(path: str, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks (sha256 for shards; md5 where a publisher gives md5)."""
+def file_digest(path: str | Sequence[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file (or of several, one after the other), read in chunks (sha256 for shards and
+    run dirs; md5 where a publisher gives md5).  The one file-hash helper of the project."""
     h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
+    for p in [path] if isinstance(path, str) else path:
+        with open(p, "rb") as f:
+            for b in iter(lambda: f.read(chunk), b""):
+                h.update(b)
+    return h.hexdigest()
 
 
 def sha256_file(path: str) -> str:

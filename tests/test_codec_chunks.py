@@ -189,7 +189,7 @@ def test_header_and_padding_are_checked_by_full_decode():
 
 
 def test_writer_verify_and_stale_codec_fields(tmp_path):
-    from ingest.frontend import get_preset
+    from shards.frontend import get_preset
 
     fe = get_preset("byol_a")
     d = str(tmp_path / "d")

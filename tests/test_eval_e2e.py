@@ -20,18 +20,18 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def demo_report(demo_small, tmp_path_factory):
     shard_root, _ = demo_small
     base = tmp_path_factory.mktemp("e2e")
+    from eval.online import probe_callback
     from models import ENCODERS
     from models.objectives import OBJECTIVES
     from train.config import load_config
     from train.loop import train
-    from train.pretrain import _online_probe
 
     run = str(base / "runs" / "demo")
     cfg = load_config(["--method", "temporal_gap", "--shards", os.path.join(shard_root, "pretrain"), "--out", run,
                        "--steps", "30", "--batch-size", "16", "--num-workers", "0", "--log-every", "5",
                        "--tracker", "none", "--probe-every", "10", "--probe-task", "demo_family",
                        "--probe-data-root", shard_root], sorted(OBJECTIVES), sorted(ENCODERS))
-    train(cfg, probe=_online_probe(cfg.probe_task, cfg.probe_data_root, os.path.join(run, "probe_cache")))
+    train(cfg, probe=probe_callback(cfg.probe_task, cfg.probe_data_root, os.path.join(run, "probe_cache")))
     rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
     assert any("probe/demo_family/knn_accuracy" in r for r in rows)
     out = str(base / "reports" / "demo")

@@ -9,12 +9,12 @@ import pytest
 
 from eval import cache as C
 from eval.embed import make_windows
-from eval.runner import RunOptions, evaluate, resolve_models
 from eval.finetune import FinetuneConfig
 from eval.probes import ProbeConfig
+from eval.runner import RunOptions, evaluate, resolve_models
 from eval.tasks import Window, get_task
-from ingest.frontend import get_preset
-from tests.test_eval_support import tiny_registered, TINY, export_encoder, wav, write
+from shards.frontend import get_preset
+from tests._eval_support import TINY, export_encoder, tiny_registered, wav, write
 
 QUICK = ProbeConfig(max_epochs=40, patience=5, seeds=(0, 1))
 
@@ -127,8 +127,8 @@ def test_layerwise_and_finetune_with_tiny_encoder(demo_small, tmp_path):
 
 
 def test_online_probe(demo_small, tmp_path):
-    from eval.online import OnlineProbe
     from eval.embed import load_run
+    from eval.online import OnlineProbe
 
     shard_root, _ = demo_small
     m = load_run(export_encoder(str(tmp_path / "run"), metrics=False))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eval import hear
-from tests.test_eval_support import tiny_registered, export_encoder
+from tests._eval_support import export_encoder, tiny_registered
 
 
 @pytest.fixture(autouse=True, scope="module")

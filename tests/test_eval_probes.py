@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from eval import metrics as M
-from eval.probes import (Fold, ProbeConfig, ProbeInput, aggregate_logits, carve_valid, make_folds, run_head_probe,
-                         run_knn_probe)
+from eval.probes import Fold, ProbeConfig, ProbeInput, aggregate_logits, carve_valid, make_folds, run_head_probe, run_knn_probe
 from eval.tasks.base import Clip, TaskData
 
 FAST = ProbeConfig(max_epochs=200, patience=10, seeds=(0, 1))

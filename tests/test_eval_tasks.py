@@ -7,7 +7,7 @@ import os
 import pytest
 
 from eval.tasks import TASKS, LayoutError, get_task, load_all
-from tests.test_eval_support import touch, wav, write
+from tests._eval_support import touch, wav, write
 
 TEN = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -364,9 +364,11 @@ def test_fsd50k(tmp_path):
     root = str(tmp_path / "FSD50K")
     _fsd50k(root)
     td = get_task("fsd50k").load(get_task("fsd50k").locate(str(tmp_path)))
-    assert td.multilabel and td.classes == ["Bark", "Meow", "Music"] and td.protocol == "fsd50k-official"
+    # one label convention with ingest: AudioSet MIDs, names for display only
+    assert td.multilabel and td.classes == ["/m/04rlf", "/m/05tny_", "/m/07qrkrw"] and td.protocol == "fsd50k-official"
+    assert td.display_names == {"/m/05tny_": "Bark", "/m/07qrkrw": "Meow", "/m/04rlf": "Music"}
     by = {os.path.basename(c.path): c for c in td.clips}
-    assert by["64760.wav"].labels == ("Bark", "Music") and by["8.wav"].split == "valid"
+    assert by["64760.wav"].labels == ("/m/04rlf", "/m/05tny_") and by["8.wav"].split == "valid"
     assert by["37199.wav"].split == "test"
 
 
@@ -507,11 +509,23 @@ def test_demo_broken(tmp_path):
 
 def test_registry_covers_issue_tasks():
     names = set(load_all())
-    for n in ("speech_commands_v1_12", "speech_commands_v2_12", "speech_commands_v2_35", "esc50", "urbansound8k",
+    paper = ("speech_commands_v1_12", "speech_commands_v2_12", "speech_commands_v2_35", "esc50", "urbansound8k",
               "nsynth_instrument", "nsynth_pitch", "voxceleb1_id", "voxforge_lid", "librispeech100_spk", "musan",
               "tut18_scenes", "bird_audio_detection", "mtat_top50", "fsd50k", "audioset", "fluent_intent", "folder",
-              "csv", "demo_family", "demo_pitch", "demo_timbre"):
-        assert n in names
+              "csv", "demo_family", "demo_pitch", "demo_timbre")
+    assert set(paper) <= names
     for s in TASKS.values():
         assert s.protocol and s.layout and s.domain in ("environment", "speech", "music", "other")
-    assert {s.name for s in TASKS.values() if s.multilabel} == {"mtat_top50", "fsd50k", "audioset"}
+    assert {n for n in paper if TASKS[n].multilabel} == {"mtat_top50", "fsd50k", "audioset"}
+
+
+def test_audioset_task_validates_rows_like_ingest(tmp_path):
+    """One parser for ingest and eval: a spreadsheet-mangled ID or a bad time is skipped and counted."""
+    root = str(tmp_path / "audioset")
+    _audioset(root)
+    with open(os.path.join(root, "balanced_train_segments.csv"), "a") as f:
+        f.write('#NAME?, 30.000, 40.000, "/m/09x0r"\nshort, 1.0, 2.0, "/m/09x0r"\n--ZhevVpy1s, 9.0, 1.0, "/m/012xff"\n')
+    touch(os.path.join(root, "audio", "balanced_train", "short.wav"))
+    td = get_task("audioset").load(root)
+    assert len(td.clips) == 3 and any(n.startswith("3 rows of the segment CSVs") for n in td.notes)
+    assert td.display_names["/m/068hy"] == "Domestic animals, pets"

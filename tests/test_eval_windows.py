@@ -12,7 +12,7 @@ import shards
 from eval import windows as W
 from eval.embed import make_windows
 from eval.tasks import Window
-from ingest.frontend import get_preset
+from shards.frontend import get_preset
 
 FRAMES = (40, 96, 130, 250, 1000, 3000)  # shorter than a window, exactly one, ragged, a long capped one
 

@@ -15,8 +15,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-import gpu_check
-import gpu_sections
+import gpu_check  # noqa: E402 - bench/ is put on the path above
+import gpu_sections  # noqa: E402
 
 METHODS = ("temporal_gap", "byol_a")  # one worker-side sampler, one views sampler; both cheap on CPU
 

@@ -479,7 +479,8 @@ def test_weights_files(pretrain_dir, run_copy, tmp_path, capsys):
     marker = str(tmp_path / "code_ran")
     good = {k: v for k, v in build_encoder("mobile").state_dict().items()}
     cases = [
-        (_pth(tmp_path, "garbage.safetensors", raw=b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"), ["garbage.safetensors", "not a readable safetensors"]),  # row 4
+        (_pth(tmp_path, "garbage.safetensors", raw=b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage"),
+         ["garbage.safetensors", "not a readable safetensors"]),  # row 4
         (_pth(tmp_path, "text.pth", raw=b"these are not weights\n"), ["text.pth", "not a PyTorch checkpoint"]),  # also seen
         (_pth(tmp_path, "pickled.pth", raw=pickle.dumps({"w": _Evil(marker)}, protocol=2)), ["pickled.pth", "not a plain tensor"]),
         (_pth(tmp_path, "shapes.pth", {k: torch.zeros(3) if v.dim() else v for k, v in good.items()}), ["shapes.pth", "size mismatch"]),

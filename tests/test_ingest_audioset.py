@@ -20,10 +20,10 @@ from _http_server import MediaServer  # noqa: E402
 
 from ingest.__main__ import main  # noqa: E402
 from ingest.decode import encode_wav, transcode  # noqa: E402
-from ingest.ledger import LedgerWriter, load as load_ledger  # noqa: E402
+from ingest.ledger import LedgerWriter  # noqa: E402
+from ingest.ledger import load as load_ledger
 from ingest.ratelimit import SharedRateLimiter, parse_rate  # noqa: E402
-from ingest.sources.audioset import (  # noqa: E402
-    AudioSetSource, parse_segments, read_class_labels, segment_key, split_from_filename, split_key)
+from ingest.sources.audioset import AudioSetSource, parse_segments, read_class_labels, segment_key, split_from_filename, split_key  # noqa: E402
 from ingest.ytdl import classify  # noqa: E402
 from shards.reader import decode_members, iter_tar_samples  # noqa: E402
 

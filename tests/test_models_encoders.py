@@ -12,7 +12,6 @@ import models
 from models.summary import count_macs, count_params
 
 
-
 @pytest.fixture(scope="module")
 def encoders() -> dict[str, models.Encoder]:
     """One eval-mode instance per registered encoder (the big ones are built once)."""
@@ -103,6 +102,23 @@ def test_shapes(encoders: dict, name: str, t: int) -> None:
     assert torch.isfinite(emb).all()
     if t == 96:
         assert enc.n_frames_out(t) == EXPECTED_T[name](t)
+
+
+@pytest.mark.parametrize("name", models.ENCODERS.names())
+def test_every_encoder_keeps_the_contract(encoders: dict, name: str) -> None:
+    """Iterates the registry (docs/contracts.md "Encoders"): shapes agree with the declared attributes and
+    ``config()`` rebuilds the same architecture."""
+    enc = encoders[name]
+    t = max(96, enc.min_frames)
+    x = x_for(enc, t, 1)
+    with torch.no_grad():
+        emb, frames, blocks = enc(x), enc.frames(x), enc.blocks(x)
+    assert emb.shape == (1, enc.embedding_dim) and torch.isfinite(emb).all()
+    assert frames.shape == (1, enc.n_frames_out(t), enc.frame_dim)
+    assert blocks and all(b.dim() == 4 and b.shape[0] == 1 for b in blocks)
+    assert enc.name == name and enc.n_mels == x.shape[2]
+    rebuilt = models.build_encoder(name, **enc.config())
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in enc.state_dict().items()}
 
 
 def test_frames_blocks_forward_consistent(encoders: dict) -> None:

@@ -13,7 +13,6 @@ from models.__main__ import main as cli
 from models.export import ExportWrapper, export_encoder, load_run, run_exported
 
 
-
 @pytest.mark.parametrize("name", ["mobile", "audio_ntt"])
 def test_onnx_runtime_matches_torch(tmp_path, name: str) -> None:
     torch.manual_seed(0)

@@ -10,21 +10,17 @@ import torch.nn as nn
 from models import build_encoder
 from models.objectives import OBJECTIVES, build_objective
 
-F_, N_ = 16, 16  # tiny log-mel inputs [B, 1, 16, 16]
+F_, N_, V_ = 16, 16, 5  # tiny log-mel inputs [B, 1, 16, 16]; 5 classes
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
-# heads shrunk so the whole file runs in a few seconds
-SMALL = {
-    "byol_a": dict(proj_hidden=16, proj_dim=8),
-    "barlow_twins": dict(proj_units=16),
-    "delores_m": dict(block_proj_units=16, queue_size=10, out_dim=8),
-    "simclr": dict(proj_hidden=16, proj_dim=8),
-    "cola": dict(head_dim=8),
-    "multi_strategy": dict(head_dim=8),
-    "supervised": dict(num_classes=5),
-}
+
+
+def small(name: str) -> dict:
+    """The objective's own small test hyperparameters (``test_config``), plus what its data would give."""
+    cls = OBJECTIVES[name]
+    return {**cls.test_config.get("hparams", {}), **cls.data_hparams([f"c{i}" for i in range(V_)])}
 
 
 class TinyEncoder(nn.Module):
@@ -62,25 +58,31 @@ class TinyEncoder(nn.Module):
         return self.fc(self._frames(x).amax(1))
 
 
-def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, p: int = 2, v: int = 5) -> dict:
-    g = torch.Generator().manual_seed(0)
-    x = lambda: torch.randn(b, 1, n_mels, n, generator=g)  # noqa: E731
-    sampler = OBJECTIVES[name].sampler
-    if sampler == "crop":
-        batch = {"x": x()}
-        if name == "supervised":
-            batch["labels"] = (torch.rand(b, v, generator=g) > 0.5).float()
-        return batch
-    if sampler == "context":
-        return {"context": torch.randn(b, 2 * p, 1, n_mels, n, generator=g), "center": x()}
-    if sampler == "temporal_gap":
-        return {"x1": x(), "x2": x(), "target": torch.rand(b, generator=g)}
-    if sampler == "triplet":
-        return {"anchor": x(), "positive": x(), "negative": x()}
-    batch = {"x1": x(), "x2": x()}
-    if "pitch_shift" in sampler:
-        batch["x_pitch"] = x()
-        batch["pitch_factor"] = 0.8 + 0.4 * torch.rand(b, generator=g)
+def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_) -> dict:
+    """A batch from the objective's own sampler (the one the trainer builds) on random clips, collated as
+    the loader does: no hand-kept table of batch layouts."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from pipeline import build_sampler
+    from pipeline.dataset import collate
+    from shards.frontend import get_preset
+
+    cls = OBJECTIVES[name]
+    sampler = build_sampler(cls.sampler, **{**cls.sampler_kwargs, "n_frames": n})
+    fe = {**get_preset("byol_a").to_dict(), "n_mels": n_mels}
+    sampler.bind(SimpleNamespace(mean=0.0, std=1.0, frontend=fe, vocabulary=[f"c{i}" for i in range(v)]))
+    rng = np.random.default_rng(0)
+    examples: list = []
+    i = 0
+    while len(examples) < b:
+        mel = rng.standard_normal((n_mels, sampler.min_frames + 2 * n)).astype(np.float32)
+        out = sampler(mel, {"key": f"k{i}", "labels": [f"c{i % v}", f"c{(i + 2) % v}"]}, rng)
+        examples += [] if out is None else (out if isinstance(out, list) else [out])
+        i += 1
+    batch = collate(examples[:b], [True] * b, sampler, rng)
+    assert set(cls.batch_keys) <= set(batch), (name, sorted(batch))
     return batch
 
 
@@ -108,7 +110,7 @@ def _assert_trains(obj: nn.Module, batch: dict) -> dict:
 def test_forward_tiny_encoder(name):
     torch.manual_seed(0)
     enc = TinyEncoder()
-    obj = build_objective(name, enc, n_frames=N_, **SMALL.get(name, {}))
+    obj = build_objective(name, enc, n_frames=N_, **small(name))
     assert obj.encoder is enc
     _assert_trains(obj, make_batch(name))
     obj.after_step()
@@ -117,7 +119,7 @@ def test_forward_tiny_encoder(name):
 @pytest.mark.parametrize("name", ["byol_a", "delores_m"])
 def test_ema_targets(name):
     torch.manual_seed(0)
-    obj = build_objective(name, TinyEncoder(), n_frames=N_, **SMALL[name])
+    obj = build_objective(name, TinyEncoder(), n_frames=N_, **small(name))
     targets = [m for t, _ in obj.ema_pairs for m in [getattr(obj, t)]]
     tparams = {id(p) for m in targets for p in m.parameters()}
     assert tparams and all(not p.requires_grad for m in targets for p in m.parameters())
@@ -138,7 +140,7 @@ def test_ema_targets(name):
 
 def test_delores_queue_is_a_checkpointed_fifo():
     torch.manual_seed(0)
-    obj = build_objective("delores_m", TinyEncoder(), n_frames=N_, **SMALL["delores_m"])
+    obj = build_objective("delores_m", TinyEncoder(), n_frames=N_, **{**small("delores_m"), "queue_size": 10})
     sd = obj.state_dict()
     assert "queue" in sd and "queue_ptr" in sd and sd["queue"].shape == (10, 8)
     obj.eval()
@@ -157,7 +159,7 @@ def test_delores_queue_is_a_checkpointed_fifo():
 
 
 def test_barlow_param_groups_lars_rates():
-    obj = build_objective("barlow_twins", TinyEncoder(), n_frames=N_, **SMALL["barlow_twins"])
+    obj = build_objective("barlow_twins", TinyEncoder(), n_frames=N_, **small("barlow_twins"))
     groups = {g["name"]: g for g in obj.param_groups(batch_size=512)}
     assert groups["weights"]["lr"] == pytest.approx(0.4) and groups["bias_bn"]["lr"] == pytest.approx(0.0096)
     assert groups["bias_bn"]["weight_decay"] == 0.0 and groups["weights"]["weight_decay"] == 1.5e-6
@@ -211,7 +213,7 @@ def test_mobile_encoder_objectives(name):
 def test_audio_ntt_objectives(name):
     torch.manual_seed(0)
     enc = build_encoder("audio_ntt", d=32)
-    obj = build_objective(name, enc, n_frames=16, **SMALL.get(name, {}))
+    obj = build_objective(name, enc, n_frames=16, **small(name))
     if name == "delores_m":
         assert len(obj.block_projectors) == 3  # AudioNTT blocks B1-B3
     _assert_trains(obj, make_batch(name, b=4, n_mels=64, n=16))

@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 
 from models import distributed as D
-from models.objectives import OBJECTIVES, build_objective, losses as L
+from models.objectives import OBJECTIVES, build_objective
+from models.objectives import losses as L
 from models.objectives.base import ema_update, make_target
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
@@ -200,7 +200,7 @@ def test_distributed_helpers_are_noops_without_process_group():
 
 # --------------------------------------------------------------------------- registry / hparams
 def test_registry_and_paper_defaults():
-    assert set(OBJECTIVES) == {
+    assert set(OBJECTIVES) >= {  # the papers' methods (a new method adds itself: no list to keep here)
         "autoencoder", "audio2vec_cbow", "audio2vec_skipgram", "temporal_gap", "triplet", "cola",
         "multi_strategy", "byol_a", "barlow_twins", "delores_m", "simclr", "supervised",
     }

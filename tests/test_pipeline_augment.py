@@ -8,11 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ingest.frontend import get_preset, logmel
-from pipeline.augment import (MixupMemory, batch_normalize, bicubic_matrices_torch, bicubic_matrix, canvas_offset,
-                              gaussian_mix, log_mixup_exp, mel_centers, mix_examples, mixup, pitch_shift,
-                              random_resize_crop, rrc_params)
+from pipeline.augment import (
+    MixupMemory,
+    batch_normalize,
+    bicubic_matrices_torch,
+    bicubic_matrix,
+    canvas_offset,
+    gaussian_mix,
+    log_mixup_exp,
+    mel_centers,
+    mix_examples,
+    mixup,
+    pitch_shift,
+    random_resize_crop,
+    rrc_params,
+)
 from pipeline.device import ViewsAugment
+from shards.frontend import get_preset, logmel
 
 
 def test_log_mixup_exp_formula():

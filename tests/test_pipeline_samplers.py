@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from ingest.frontend import get_preset
 from pipeline import SAMPLERS, build_sampler
 from pipeline.augment import pitch_shift
+from shards.frontend import get_preset
 
 FE = get_preset("byol_a").to_dict()
 FACTS = SimpleNamespace(mean=-5.0, std=2.0, frontend=FE, vocabulary=["a", "b", "c"])

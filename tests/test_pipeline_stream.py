@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import http.server
+import importlib.util
 import io
 import os
 import shutil
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from ingest.frontend import get_preset
 from pipeline import FrontendMismatch, build_loader, read_manifests
 from pipeline.tario import TruncatedShard, iter_tar_stream
 from shards import ShardWriter, build_manifest, iter_dir, iter_tar_samples, shard_name
+from shards.frontend import get_preset
 
 SIZES = [7, 3, 5, 1, 4]  # uneven on purpose: 20 clips in 5 shards
 

@@ -13,8 +13,8 @@ import webdataset as wds
 import shards
 from ingest.decode import decode_audio, encode_wav, transcode
 from ingest.engine import IngestConfig, run_ingest, samples_per_shard
-from ingest.frontend import PRESETS, get_preset, logmel
 from ingest.sources.folder import FolderSource, path_key
+from shards.frontend import PRESETS, get_preset, logmel
 from tests.conftest import tone
 
 

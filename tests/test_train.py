@@ -8,25 +8,24 @@ import os
 import pytest
 import torch
 
+from models.objectives import OBJECTIVES
 from train.config import load_config
 from train.loop import NonFiniteLoss, train
 
-# Small settings so that every method runs on 2 CPU cores in seconds; the paper defaults are
-# checked separately (test_method_defaults_follow_papers).
-SMALL = {
-    "autoencoder": [],
-    "audio2vec_cbow": [],
-    "audio2vec_skipgram": [],
-    "temporal_gap": [],
-    "triplet": [],
-    "cola": [],
-    "multi_strategy": ["--encoder", "mobile"],
-    "byol_a": ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"],
-    "barlow_twins": ["--encoder-arg", "d=512", "--hp", "proj_units=256"],
-    "delores_m": ["--encoder-arg", "d=512", "--hp", "queue_size=64"],
-    "simclr": ["--encoder", "mobile", "--hp", "proj_hidden=128"],
-    "supervised": ["--encoder", "mobile"],
-}
+
+def small_flags(method: str) -> list[str]:
+    """CLI flags for the method's own small test settings (``test_config``): every method runs on 2 CPU
+    cores in seconds; the paper defaults are checked separately (test_method_defaults_follow_papers)."""
+    tc = OBJECTIVES[method].test_config
+    flags: list[str] = []
+    if "encoder" in tc:
+        name, kwargs = tc["encoder"]
+        flags += ["--encoder", name]
+        for k, v in kwargs.items():
+            flags += ["--encoder-arg", f"{k}={v}"]
+    for k, v in tc.get("hparams", {}).items():
+        flags += ["--hp", f"{k}={v}"]
+    return flags
 
 
 def _cfg(shards_dir, out, method, steps, extra=(), batch=8):
@@ -39,11 +38,11 @@ def _cfg(shards_dir, out, method, steps, extra=(), batch=8):
     return load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
 
 
-@pytest.mark.parametrize("method", sorted(SMALL))
+@pytest.mark.parametrize("method", OBJECTIVES.names())
 def test_every_method_runs_20_steps(demo_small, tmp_path, method):
     shards_root, _ = demo_small
     torch.manual_seed(0)
-    s = train(_cfg(os.path.join(shards_root, "pretrain"), tmp_path / method, method, 20, SMALL[method]))
+    s = train(_cfg(os.path.join(shards_root, "pretrain"), tmp_path / method, method, 20, small_flags(method)))
     assert s["step"] == 20 and len(s["losses"]) == 20
     assert all(math.isfinite(v) for v in s["losses"])
     meta = json.load(open(tmp_path / method / "encoder.json"))
@@ -75,7 +74,7 @@ def chirp_shards(tmp_path_factory):
 
 LEARN = {  # method -> (batch, extra flags) for the 60-step learning check
     "autoencoder": (16, []), "audio2vec_cbow": (16, []), "audio2vec_skipgram": (16, []),
-    "byol_a": (16, SMALL["byol_a"]),
+    "byol_a": (16, ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"]),
     "temporal_gap": (32, ["--hp", "lr=1e-3"]),  # paper lr 1e-4 moves too little in 60 steps
 }
 
@@ -180,7 +179,7 @@ def test_several_shard_directories(demo_small, tmp_path):
 
 def test_bf16_mixed_precision_and_grad_accumulation(demo_small, tmp_path):
     d = os.path.join(demo_small[0], "pretrain")
-    s = train(_cfg(d, tmp_path / "bf16", "byol_a", 4, [*SMALL["byol_a"], "--mixed-precision", "bf16",
+    s = train(_cfg(d, tmp_path / "bf16", "byol_a", 4, [*small_flags("byol_a"), "--mixed-precision", "bf16",
                                                         "--grad-accum", "2", "--clip-grad", "1.0"]))
     assert s["step"] == 4 and all(math.isfinite(v) for v in s["losses"])
     import yaml
@@ -196,7 +195,7 @@ def test_default_steps_follow_the_papers_training_length():
     from train.loop import DEFAULT_STEPS, resolve_steps
 
     assert resolve_steps(7, OBJECTIVES["byol_a"].default_hparams(), 10.0) == 7  # --steps wins
-    assert resolve_steps(None, OBJECTIVES["temporal_gap"].default_hparams(), 10.0) == 300_000  # 000 Sec. 4
+    assert resolve_steps(None, OBJECTIVES["temporal_gap"].default_hparams(), 10.0) == 300_000  # Tagliasacchi et al. 2019 Sec. 4
     assert resolve_steps(None, OBJECTIVES["simclr"].default_hparams(), 10.0) == 200_000
     # BYOL-A: 100 epochs; 1,000 clips at batch 256 -> 3.90625 steps per epoch -> 391 steps
     assert resolve_steps(None, OBJECTIVES["byol_a"].default_hparams(), 1000 / 256) == 391
@@ -206,7 +205,7 @@ def test_default_steps_follow_the_papers_training_length():
 def test_batch_coupled_losses_refuse_gradient_accumulation(demo_small, tmp_path):
     d = os.path.join(demo_small[0], "pretrain")
     with pytest.raises(ValueError, match="couples the examples"):
-        train(_cfg(d, tmp_path / "acc", "simclr", 2, [*SMALL["simclr"], "--grad-accum", "2"]))
+        train(_cfg(d, tmp_path / "acc", "simclr", 2, [*small_flags("simclr"), "--grad-accum", "2"]))
 
 
 def test_lars_adapts_weights_even_without_weight_decay():
@@ -223,3 +222,59 @@ def test_lars_adapts_weights_even_without_weight_decay():
     # trust ratio 1e-3 * |w| / |g| = 1e-3 on the weights: a step of 0.2e-3, not 0.2
     assert torch.allclose(w, torch.full_like(w, 1 - 0.2e-3), atol=1e-7)
     assert torch.allclose(b, torch.full_like(b, 1 - 0.2))
+
+
+def test_probe_needs_the_eval_plugin(demo_small, tmp_path, capsys):
+    """train/pretrain.py knows no eval code: --probe-every without eval/pretrain.py is a one-line error."""
+    from train.pretrain import main
+
+    argv = ["--method", "temporal_gap", "--shards", os.path.join(demo_small[0], "pretrain"), "--out",
+            str(tmp_path / "r"), "--steps", "1", "--probe-every", "1", "--tracker", "none"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "eval/pretrain.py" in err
+    assert not (tmp_path / "r" / "encoder.json").exists()
+
+
+def test_pairing_is_checked_before_step_1(demo_small, tmp_path):
+    """batch_keys against the sampler's keys and needs_frames / needs_blocks against the encoder, before
+    any step runs, each a one-line error."""
+    from types import SimpleNamespace
+
+    from pipeline import build_sampler
+    from train.loop import check_pairing
+
+    d = os.path.join(demo_small[0], "pretrain")
+    with pytest.raises(ValueError, match=r"reads batch key\(s\) \['x1', 'x2', 'target'\] that sampler 'crop'") as e:
+        train(_cfg(d, tmp_path / "keys", "temporal_gap", 2, ["--sampler", "crop"]))
+    assert "\n" not in str(e.value) and not (tmp_path / "keys" / "metrics.jsonl").exists()
+
+    class NoFrames(torch.nn.Module):
+        name, embedding_dim, n_mels = "noframes", 8, 64
+
+        def forward(self, x):
+            return x.mean((1, 2))[:, :1].repeat(1, 8)
+
+    for method, what in (("multi_strategy", "frames"), ("delores_m", "blocks")):
+        cls = OBJECTIVES[method]
+        with pytest.raises(ValueError, match=f"has no {what}\\(\\)") as e:
+            check_pairing(cls, build_sampler(cls.sampler, **cls.sampler_kwargs), NoFrames(), 16)
+        assert "\n" not in str(e.value)
+    views = build_sampler("views", augment_on="device")  # its device transform turns x into x1, x2
+    assert views.keys == ("x",) and views.provides == ("x1", "x2")
+    views.bind(SimpleNamespace(mean=-5.0, std=4.0, frontend={}, vocabulary=[]))
+    assert views.input_norm == {"mean": -5.0, "std": 4.0}
+
+
+def test_train_knows_no_method_or_sampler_name():
+    """The trainer is generic: no objective or sampler name is written anywhere in train/."""
+    import glob
+
+    from pipeline import SAMPLERS
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    names = set(OBJECTIVES.names()) | set(SAMPLERS.names())
+    for path in glob.glob(os.path.join(root, "train", "*.py")):
+        src = open(path).read()
+        found = [n for n in names if f'"{n}"' in src or f"'{n}'" in src]
+        assert not found, (path, found)

@@ -20,7 +20,7 @@ from .validate import TRAIN_BOUNDS, TRAIN_CHOICES, ConfigError, check_fields
 
 @dataclass
 class TrainConfig:
-    method: str = "temporal_gap"
+    method: str = ""  # required (--method or the config file): a name in models.objectives.OBJECTIVES
     encoder: str | None = None  # default: the method's paper encoder
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     sampler: str | None = None  # default: the method's sampler

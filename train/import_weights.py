@@ -24,7 +24,7 @@ from .export import import_weights
 
 @cli_main("python -m train.import_weights")
 def main(argv: list[str] | None = None) -> int:
-    from ingest.frontend import PRESETS, get_preset
+    from shards.frontend import PRESETS, get_preset
 
     ap = argparse.ArgumentParser(prog="python -m train.import_weights", description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, choices=sorted(ENCODERS))

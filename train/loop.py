@@ -112,24 +112,28 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     return name, kwargs
 
 
-def _input_norm(sampler: str, info: Any, hp: Any) -> dict[str, Any] | None:
-    if getattr(hp, "standardize", False):
-        return {"type": "per_example"}
-    if sampler.split("+")[0] == "views":
-        return {"mean": float(info.mean), "std": float(info.std)}
-    return None
-
-
-def _sampler_kwargs(cfg: TrainConfig, sampler: str, hp: Any) -> dict[str, Any]:
+def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any) -> dict[str, Any]:
+    """The objective's options for its default sampler, ``n_frames`` from the hyperparameters (when the
+    sampler takes it), then ``--sampler-arg`` overrides."""
     from pipeline import SAMPLERS
 
-    kw: dict[str, Any] = {}
-    first = sampler.split("+")[0]
-    params = inspect.signature(SAMPLERS[first]).parameters if first in SAMPLERS else {}
+    kw: dict[str, Any] = dict(obj_cls.sampler_kwargs) if sampler == obj_cls.sampler else {}
+    params = inspect.signature(SAMPLERS.get(sampler.split("+")[0])).parameters
     if "n_frames" in params and getattr(hp, "n_frames", None):
         kw["n_frames"] = int(hp.n_frames)
     kw.update(cfg.sampler_kwargs)
     return kw
+
+
+def check_pairing(obj_cls: Any, sampler: Any, encoder: torch.nn.Module, n_frames: int | None) -> None:
+    """Before step 1: the sampler provides every batch key the objective reads (``batch_keys``), and the
+    encoder offers what the objective needs (``needs_frames`` / ``needs_blocks``, via ``check``).
+    ``ValueError`` with a one-line reason otherwise."""
+    missing = [k for k in obj_cls.batch_keys if k not in sampler.provides]
+    if missing:
+        raise ValueError(f"method {obj_cls.name} reads batch key(s) {missing} that sampler {sampler.name!r} does not "
+                         f"provide (it gives {list(sampler.provides)}); drop --sampler or pick one that does")
+    obj_cls.check(encoder, n_frames=n_frames)
 
 
 def _truncate_metrics(path: str, step: int) -> None:
@@ -147,14 +151,9 @@ def _truncate_metrics(path: str, step: int) -> None:
 
 
 def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
-    import hashlib
+    from shards import sha256_file
 
-    out = {}
-    for d in dirs:
-        p = os.path.join(d, "manifest.json")
-        if os.path.exists(p):
-            out[d] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
+    return {d: sha256_file(os.path.join(d, "manifest.json")) for d in dirs if os.path.exists(os.path.join(d, "manifest.json"))}
 
 
 def param_fingerprint(module: torch.nn.Module) -> str:
@@ -187,21 +186,81 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
             "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())})
 
 
-def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
-    """Run (or resume) one training job; returns a summary with the final step and losses."""
-    import yaml
+@dataclasses.dataclass
+class Run:
+    """What :func:`setup` prepares and the step / checkpoint / log pieces share."""
+
+    cfg: TrainConfig
+    acc: Any
+    objective: torch.nn.Module  # prepared (DDP-wrapped under several processes)
+    unwrapped: Any
+    optimizer: Any
+    scheduler: Any
+    facts: Any
+    sampler: str
+    sampler_kwargs: dict[str, Any]
+    input_norm: dict[str, Any] | None
+    enc_name: str
+    enc_kwargs: dict[str, Any]
+    global_batch: int
+    local_batch: int
+    trackers: list[str]
+    metrics_path: str
+    step: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)
+    keys_read: list[str] = dataclasses.field(default_factory=list)
+    bar: Any = None
+
+    @property
+    def world(self) -> int:
+        return int(self.acc.num_processes)
+
+
+def _trackers(cfg: TrainConfig) -> list[str]:
+    if cfg.tracker in ("auto", "tensorboard"):
+        try:
+            import tensorboard  # noqa: F401
+            return ["tensorboard"]
+        except ImportError:
+            if cfg.tracker == "tensorboard":
+                raise ValueError("--tracker tensorboard: install tensorboard (pip install 'melstream[tb]')") from None
+    return []
+
+
+def _accelerator(cfg: TrainConfig, trackers: list[str]) -> Any:
+    from datetime import timedelta
+
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # Each train() call configures Accelerate afresh (several runs in one process: tests, notebooks,
+    # sweeps); the process group itself (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    # step_scheduler_with_optimizer=False: our schedules count optimiser steps of the global batch;
+    # Accelerate would otherwise advance them num_processes times per step under DDP.
+    return Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                       step_scheduler_with_optimizer=False,
+                       log_with=trackers or None, project_dir=cfg.out,
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.init_timeout_s))])
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Everything before step 1: hyperparameters, Accelerate, data facts, encoder + objective (pairing
+    checked), optimiser, schedule, resume, ``config.yaml``."""
+    import yaml
     from accelerate.utils import set_seed
 
     from models import build_encoder
     from models.objectives import build_objective, get_objective_class
-    from pipeline import build_loader, build_sampler, read_manifests
+    from pipeline import build_sampler, read_manifests
 
     obj_cls = get_objective_class(cfg.method)
     cfg = check_run(cfg, obj_cls)  # outside values converted to their declared types, or one line
     base_hp = obj_cls.default_hparams(cfg.hparams.get("preset")).to_dict()
     hp = obj_cls.HParams(**{k: v for k, v in {**base_hp, **cfg.hparams}.items() if k in base_hp})
-    unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"num_classes", "decoder", "preset"}
+    unknown_hp = set(cfg.hparams) - set(hp.to_dict()) - {"preset"}
     if unknown_hp:
         raise ValueError(f"unknown hyperparameters for {cfg.method}: {sorted(unknown_hp)}")
     global_batch = int(cfg.batch_size or hp.batch_size)
@@ -209,30 +268,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         raise ValueError(f"--grad-accum {cfg.grad_accum}: the {cfg.method} loss couples the examples of a batch (in-batch "
                          f"negatives / cross-correlation), so accumulation would shrink the batch it sees to "
                          f"{global_batch // cfg.grad_accum}; use more processes or a smaller --batch-size instead")
-    trackers = []
-    if cfg.tracker in ("auto", "tensorboard"):
-        try:
-            import tensorboard  # noqa: F401
-            trackers = ["tensorboard"]
-        except ImportError:
-            if cfg.tracker == "tensorboard":
-                raise ValueError("--tracker tensorboard: install tensorboard (pip install 'melstream[tb]')") from None
-    from datetime import timedelta
-
-    from accelerate.utils import InitProcessGroupKwargs
-
-    # Each train() call configures Accelerate afresh (several runs in one process: tests, notebooks,
-    # sweeps); the process group itself (PartialState) is kept.
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
-    # step_scheduler_with_optimizer=False: our schedules count optimiser steps of the global batch;
-    # Accelerate would otherwise advance them num_processes times per step under DDP.
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                      step_scheduler_with_optimizer=False,
-                      log_with=trackers or None, project_dir=cfg.out,
-                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.init_timeout_s))])
+    trackers = _trackers(cfg)
+    acc = _accelerator(cfg, trackers)
     world = acc.num_processes
     if global_batch % (world * cfg.grad_accum):
         raise ValueError(f"--batch-size {global_batch} is not divisible by world_size x grad_accum = {world * cfg.grad_accum}")
@@ -240,16 +277,16 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     sampler = cfg.sampler or obj_cls.sampler
     facts = read_manifests(cfg.shards)
     enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
+    skw = _sampler_kwargs(cfg, sampler, obj_cls, hp)
+    smp = build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)
+    smp.bind(facts)
     set_seed(cfg.seed)
     encoder = build_checked(build_encoder, enc_name, enc_kwargs, "bad --encoder-arg", shown=cfg.encoder_kwargs)
     if cfg.init:
         load_weights(encoder, cfg.init, what="--init")
-    extra: dict[str, Any] = {}
-    if cfg.method == "supervised":
-        if not facts.vocabulary:
-            raise ValueError("method supervised needs labelled shards (the manifest has no label vocabulary)")
-        extra["num_classes"] = len(facts.vocabulary)
-    objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **extra})
+    check_pairing(obj_cls, smp, encoder, getattr(hp, "n_frames", None))
+    objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **obj_cls.data_hparams(list(facts.vocabulary))})
+    input_norm = objective.input_norm() or smp.input_norm  # what the encoder's inputs went through
     if world > 1 and acc.device.type == "cuda":  # torch's SyncBatchNorm runs on CUDA only; CPU ranks keep local BN
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
@@ -257,25 +294,10 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
-    unwrapped = acc.unwrap_model(objective)
-
-    skw = _sampler_kwargs(cfg, sampler, hp)
-    build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)  # before writing anything
+    run = Run(cfg, acc, objective, acc.unwrap_model(objective), optimizer, scheduler, facts, sampler, skw, input_norm,
+              enc_name, enc_kwargs, global_batch, local_batch, trackers, os.path.join(cfg.out, "metrics.jsonl"))
     os.makedirs(cfg.out, exist_ok=True)
-    metrics_path = os.path.join(cfg.out, "metrics.jsonl")
-    step = 0
-    if cfg.resume:
-        found = load_newest(acc, cfg.out)  # the newest intact one; damaged ones are skipped with a warning
-        if found is None:
-            acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
-        else:
-            step, path = found
-            acc.print(f"resumed from {path} (step {step})")
-            if acc.is_main_process:
-                _truncate_metrics(metrics_path, step)
-    elif acc.is_main_process and os.path.exists(metrics_path):
-        os.unlink(metrics_path)
-
+    _resume(run)
     resolved = {**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
                 "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
                 "world_size": world, "frontend": facts.frontend, "manifest_sha256": _manifest_hashes(cfg.shards),
@@ -284,93 +306,146 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
         if trackers:
             acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
-    norm = _input_norm(sampler, facts, hp)  # refined from the loader's own account below
+    return run
 
-    def export(at: int) -> None:
+
+def _resume(run: Run) -> None:
+    """``--resume``: load the latest checkpoint (and cut ``metrics.jsonl`` back to it); else start afresh."""
+    cfg, acc = run.cfg, run.acc
+    if cfg.resume:
+        found = load_newest(acc, cfg.out)  # the newest intact one; damaged ones are skipped with a warning
+        if found is None:
+            acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
+            return
+        run.step, path = found
+        acc.print(f"resumed from {path} (step {run.step})")
         if acc.is_main_process:
-            save_encoder(cfg.out, unwrapped.encoder, enc_name, enc_kwargs, facts.frontend, cfg.method, at, norm)
+            _truncate_metrics(run.metrics_path, run.step)
+    elif acc.is_main_process and os.path.exists(run.metrics_path):
+        os.unlink(run.metrics_path)
 
-    bar = None
+
+def train_step(run: Run, it: Any, info: Any) -> tuple[float, dict[str, torch.Tensor]]:
+    """One optimiser step over ``grad_accum`` micro-batches; returns the (rank-averaged) loss and the
+    objective's last output.  A non-finite loss on any rank stops every rank (:class:`NonFiniteLoss`)."""
+    cfg, acc, objective = run.cfg, run.acc, run.objective
+    for _ in range(cfg.grad_accum):
+        raw = next(it)
+        keys = raw.pop("__key__", [])
+        if len(run.keys_read) < 4096:
+            run.keys_read.extend(keys)
+        batch = {k: (v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in raw.items()}
+        if info.device_transform is not None:
+            batch = info.device_transform.to(acc.device)(batch)
+        with acc.accumulate(objective):
+            out = objective(batch)
+            loss = out["loss"]
+            bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=acc.device)
+            if run.world > 1:
+                bad = acc.reduce(bad, "sum")
+            if bad.item() > 0:
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {run.step + 1}; stopping. The last good "
+                                    f"checkpoint in {cfg.out}/checkpoints is intact (resume with --resume "
+                                    f"after lowering the learning rate or enabling --clip-grad)")
+            acc.backward(loss)
+            if cfg.clip_grad and acc.sync_gradients:
+                acc.clip_grad_norm_(objective.parameters(), cfg.clip_grad)
+            run.optimizer.step()
+            if acc.sync_gradients:
+                run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+    run.unwrapped.after_step()
+    run.step += 1
+    lval = float(acc.reduce(loss.detach().float(), "mean").item()) if run.world > 1 else float(loss.item())
+    run.losses.append(lval)
+    return lval, out
+
+
+def log_step(run: Run, lval: float, out: dict[str, torch.Tensor], info: Any, examples: int, seconds: float,
+             probe: ProbeFn | None) -> None:
+    """One ``metrics.jsonl`` row (+ tracker, progress bar); the probe's metrics when it is due."""
+    cfg, acc = run.cfg, run.acc
+    rec = {"step": run.step, "loss": lval, "lr": float(run.scheduler.get_last_lr()[0]),
+           "examples_per_s": examples / max(seconds, 1e-9), "world_size": run.world,
+           "corrupt_skipped": int(getattr(info, "skipped", 0) or 0)}
+    rec.update({k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.numel() == 1})
+    if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0 and acc.is_main_process:
+        rec.update(probe(run.unwrapped.encoder, {"input_norm": run.input_norm, "frontend": run.facts.frontend}))
+        run.objective.train()
+    if acc.is_main_process:
+        with open(run.metrics_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if run.trackers:
+            acc.log({k: v for k, v in rec.items() if k != "step"}, step=run.step)
+        if run.bar is not None:
+            run.bar.set_postfix(loss=f"{lval:.4f}", lr=f"{rec['lr']:.2e}", ex_s=f"{rec['examples_per_s']:.0f}")
+
+
+def checkpoint(run: Run) -> None:
+    """Training state (every rank's part) and the exported encoder (main process) at the current step."""
+    save_checkpoint(run.acc, run.cfg.out, run.step, run.cfg.keep_last)
+    if run.acc.is_main_process:
+        save_encoder(run.cfg.out, run.unwrapped.encoder, run.enc_name, run.enc_kwargs, run.facts.frontend,
+                     run.cfg.method, run.step, run.input_norm)
+
+
+def _segment_loader(run: Run) -> tuple[Any, Any]:
+    """The stream from the current step on (re-seeded at every checkpoint boundary; module docstring)."""
+    from pipeline import build_loader
+
+    cfg, acc = run.cfg, run.acc
+    return build_loader(cfg.shards, run.sampler, run.local_batch, mode="train", seed=cfg.seed,
+                        rank=acc.process_index, world_size=run.world, num_workers=cfg.num_workers,
+                        resume_step=run.step, sampler_kwargs=run.sampler_kwargs, shuffle_buffer=cfg.shuffle_buffer,
+                        expect_n_mels=int(run.enc_kwargs.get("n_mels", run.facts.n_mels)), return_keys=True)
+
+
+def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
+    """Run (or resume) one training job; returns a summary with the final step and losses.
+
+    ``probe(encoder, ctx) -> metrics`` is called every ``cfg.probe_every`` steps on the main process
+    (``ctx``: the run's ``frontend`` and ``input_norm``); ``eval/pretrain.py`` plugs the online probe in."""
+    run = setup(cfg)
+    cfg, acc = run.cfg, run.acc
     if acc.is_main_process and (sys.stderr.isatty() or os.environ.get("MELSTREAM_PROGRESS") == "1"):
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.method}/{enc_name}", unit="step")
-    losses: list[float] = []
-    keys_read: list[str] = []
+        run.bar = tqdm(total=cfg.steps, initial=run.step, desc=f"{cfg.method}/{run.enc_name}", unit="step")
     t_last, n_last = time.perf_counter(), 0
-    objective.train()
-    while step < cfg.steps:
-        seg_end = min((step // cfg.save_every + 1) * cfg.save_every, cfg.steps)
-        loader, info = build_loader(cfg.shards, sampler, local_batch, mode="train", seed=cfg.seed,
-                                    rank=acc.process_index, world_size=world, num_workers=cfg.num_workers,
-                                    resume_step=step, sampler_kwargs=skw, shuffle_buffer=cfg.shuffle_buffer,
-                                    expect_n_mels=int(enc_kwargs.get("n_mels", facts.n_mels)), return_keys=True)
+    run.objective.train()
+    while run.step < cfg.steps:
+        seg_end = min((run.step // cfg.save_every + 1) * cfg.save_every, cfg.steps)
+        loader, info = _segment_loader(run)
         it = iter(loader)
-        while step < seg_end:
-            for _ in range(cfg.grad_accum):
-                raw = next(it)
-                keys = raw.pop("__key__", [])
-                if len(keys_read) < 4096:
-                    keys_read.extend(keys)
-                batch = {k: (v.to(acc.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in raw.items()}
-                if info.device_transform is not None:
-                    batch = info.device_transform.to(acc.device)(batch)
-                with acc.accumulate(objective):
-                    out = objective(batch)
-                    loss = out["loss"]
-                    bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=acc.device)
-                    if world > 1:
-                        bad = acc.reduce(bad, "sum")
-                    if bad.item() > 0:
-                        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step + 1}; stopping. The last good "
-                                            f"checkpoint in {cfg.out}/checkpoints is intact (resume with --resume "
-                                            f"after lowering the learning rate or enabling --clip-grad)")
-                    acc.backward(loss)
-                    if cfg.clip_grad and acc.sync_gradients:
-                        acc.clip_grad_norm_(objective.parameters(), cfg.clip_grad)
-                    optimizer.step()
-                    scheduler.step() if acc.sync_gradients else None
-                    optimizer.zero_grad(set_to_none=True)
-            unwrapped.after_step()
-            step += 1
-            n_last += global_batch
-            lval = float(acc.reduce(loss.detach().float(), "mean").item()) if world > 1 else float(loss.item())
-            losses.append(lval)
-            if bar is not None:
-                bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                dt = time.perf_counter() - t_last
-                rec = {"step": step, "loss": lval, "lr": float(scheduler.get_last_lr()[0]),
-                       "examples_per_s": n_last / max(dt, 1e-9), "world_size": world,
-                       "corrupt_skipped": int(getattr(info, "skipped", 0) or 0)}
-                rec.update({k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.numel() == 1})
+        while run.step < seg_end:
+            lval, out = train_step(run, it, info)
+            n_last += run.global_batch
+            if run.bar is not None:
+                run.bar.update(1)
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                log_step(run, lval, out, info, n_last, time.perf_counter() - t_last, probe)
                 t_last, n_last = time.perf_counter(), 0
-                if probe is not None and cfg.probe_every and step % cfg.probe_every == 0 and acc.is_main_process:
-                    rec.update(probe(unwrapped.encoder, {"input_norm": norm, "frontend": facts.frontend}))
-                    objective.train()
-                if acc.is_main_process:
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(rec) + "\n")
-                    if trackers:
-                        acc.log({k: v for k, v in rec.items() if k != "step"}, step=step)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{lval:.4f}", lr=f"{rec['lr']:.2e}", ex_s=f"{rec['examples_per_s']:.0f}")
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_checkpoint(acc, cfg.out, step, cfg.keep_last)
-            export(step)
+        if run.step % cfg.save_every == 0 or run.step == cfg.steps:
+            checkpoint(run)
         del it, loader
-    if bar is not None:
-        bar.close()
-    _write_summary(acc, cfg, unwrapped, step, losses, keys_read)
+    return finish(run)
+
+
+def finish(run: Run) -> dict[str, Any]:
+    """Summary, trackers and the distributed teardown after the last step."""
+    acc = run.acc
+    if run.bar is not None:
+        run.bar.close()
+    _write_summary(acc, run.cfg, run.unwrapped, run.step, run.losses, run.keys_read)
     acc.wait_for_everyone()
     acc.end_training()
     clean = shutdown_distributed()
-    if world > 1:
+    if run.world > 1:
         # Keep every object of this run alive: returning would run their destructors (DDP's reducer,
         # the gloo/NCCL group, Accelerate's state), and one of them blocked for good, holding the GIL,
         # once the peer rank had exited (caught with MELSTREAM_HANG_DUMP_S in CI-like runs).  A
         # distributed run ends with os._exit right after this (train/pretrain.py).
-        _KEEP_ALIVE.append(dict(locals()))
-    if not all(math.isfinite(v) for v in losses):
+        _KEEP_ALIVE.append({"run": run})
+    if not all(math.isfinite(v) for v in run.losses):
         raise NonFiniteLoss("non-finite loss logged")
-    return {"step": step, "losses": losses, "world_size": world, "out": cfg.out, "clean_shutdown": clean,
-            "is_main_process": acc.is_main_process}
+    return {"step": run.step, "losses": run.losses, "world_size": run.world, "out": run.cfg.out,
+            "clean_shutdown": clean, "is_main_process": acc.is_main_process}

@@ -1,8 +1,8 @@
 """Optimisers and learning-rate schedules named by the objectives' paper hyperparameters.
 
-* ``adam`` -- torch Adam (papers 000, 001, 003, 004).
-* ``sgd`` -- SGD with momentum (DeLoRes-M, paper 002 Sec. 3).
-* ``lars`` -- timm's LARS (Barlow Twins / DeLoRes-S, paper 002): weight groups are adapted with
+* ``adam`` -- torch Adam (Tagliasacchi et al. 2019, Kuroyanagi & Komatsu 2022, Niizumi et al. 2021, Wang et al. 2022).
+* ``sgd`` -- SGD with momentum (DeLoRes-M, Ghosh et al. 2022 Sec. 3).
+* ``lars`` -- timm's LARS (Barlow Twins / DeLoRes-S, Ghosh et al. 2022): weight groups are adapted with
   the trust ratio, bias/BN groups excluded from adaptation and weight decay (their group flag).
 Schedules: ``constant`` or ``warmup_cosine`` (linear warm-up, then cosine to ``final_lr_ratio``).
 """

@@ -1,44 +1,27 @@
 #!/usr/bin/env python
 """``accelerate launch train/pretrain.py --method temporal_gap [...]`` (or plain ``python``).
 
-The composition root: wires shards -> pipeline -> models through :func:`train.loop.train`, and,
-with ``--probe-every``, the online probe from ``eval`` (the library packages never import upward).
+The composition root: wires shards -> pipeline -> models through :func:`train.loop.train`.  The
+trainer takes callbacks (``probe(encoder, ctx) -> metrics``) but knows no ``eval`` code: with
+``--probe-every``, run ``eval/pretrain.py`` (same flags), which plugs ``eval``'s online probe in.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import cli_main  # noqa: E402 - after the path fix-up above
 
-
-def _online_probe(task: str, data_root: str, cache_dir: str):
-    """Adapter from ``eval.online.OnlineProbe`` to the trainer's ``probe(encoder, ctx) -> metrics``."""
-    from eval.online import OnlineProbe
-
-    state: dict = {}
-
-    def probe(encoder, ctx: dict) -> dict:
-        if "p" not in state:  # the frontend is known once the trainer has read the manifests
-            state["p"] = OnlineProbe(task, data_root, cache_dir, ctx["frontend"])
-        import torch
-
-        was = encoder.training
-        try:
-            with torch.random.fork_rng(devices=[]):  # the probe seeds its own head: keep training RNG untouched
-                res = state["p"].evaluate(encoder, ctx["input_norm"])
-        finally:
-            encoder.train(was)
-        return {(k if k.startswith("probe/") else f"probe/{task}/{k}"): float(v) for k, v in res.items()}
-
-    return probe
+ProbeFactory = Callable[[str, str, str], Callable[[Any, dict], dict]]
 
 
 @cli_main("train/pretrain.py")
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = None) -> int:
+    """Parse the flags and train; ``probe_factory(task, data_root, cache_dir)`` makes the online probe."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from models import ENCODERS
     from models.objectives import OBJECTIVES
@@ -48,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
     probe = None
     if cfg.probe_every:
-        probe = _online_probe(cfg.probe_task, cfg.probe_data_root, os.path.join(cfg.out, "probe_cache"))
+        if probe_factory is None:
+            print("error: --probe-every needs the online probe from eval: run eval/pretrain.py (or python -m "
+                  "eval.pretrain) with the same flags", file=sys.stderr)
+            return 2
+        probe = probe_factory(cfg.probe_task, cfg.probe_data_root, os.path.join(cfg.out, "probe_cache"))
     try:
         summary = train(cfg, probe=probe)
     except NonFiniteLoss as e:
@@ -75,7 +62,8 @@ def _exit_now(rc: int) -> None:
     os._exit(rc)
 
 
-if __name__ == "__main__":
+def run_cli(main_fn: Callable[[], int]) -> None:
+    """The process around ``main_fn``: stack dumps on SIGUSR1, MELSTREAM_HANG_DUMP_S, exit code."""
     import faulthandler
     import signal
 
@@ -90,4 +78,8 @@ if __name__ == "__main__":
         except ValueError:
             sys.exit(f"error: MELSTREAM_HANG_DUMP_S={hang!r} must be a positive number of seconds")
         faulthandler.dump_traceback_later(seconds, exit=True)
-    sys.exit(main())
+    sys.exit(main_fn())
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -9,18 +9,18 @@ a constructor knows (``d=-1``) is caught when it runs (:func:`build_checked`).
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import types
-import typing
-from collections.abc import Callable
 from typing import Any
 
+from shards.typed import (  # noqa: F401  re-exported: the generic checks live in shards
+    POSITIVE_KWARGS,
+    ConfigError,
+    build_checked,
+    check_fields,
+    coerce,
+    coerce_kwargs,
+    signature_params,
+)
 
-class ConfigError(ValueError):
-    """A configuration value from outside is unusable; ``str(err)`` is the one-line reason."""
-
-
-# field -> (lowest allowed value, strictly greater?) for TrainConfig and HParams
 TRAIN_BOUNDS: dict[str, tuple[float, bool]] = {
     "steps": (1, False), "batch_size": (1, False), "grad_accum": (1, False), "save_every": (1, False),
     "keep_last": (1, False), "log_every": (1, False), "num_workers": (0, False), "shuffle_buffer": (0, False),
@@ -32,177 +32,6 @@ HPARAM_BOUNDS: dict[str, tuple[float, bool]] = {
     "lr": (0, False), "batch_size": (1, False), "weight_decay": (0, False), "warmup_steps": (0, False),
     "warmup_epochs": (0, False), "epochs": (1, False), "total_steps": (1, False), "n_frames": (1, False),
 }
-
-# constructor arguments that are sizes (frames, bins, widths, pools) must be >= 1 whatever the class:
-# a negative one fails only later, deep in a worker (the sampler) or as "negative dimension" (a layer)
-POSITIVE_KWARGS = ("n_frames", "n_mels", "d", "width", "head_dim", "features", "pool_size", "n_side",
-                   "memory_size", "frames_per_chunk")
-
-
-def _type_name(t: Any) -> str:
-    if t is type(None):
-        return "null"
-    if isinstance(t, type):
-        return t.__name__
-    return str(t).replace("typing.", "")
-
-
-def coerce(value: Any, hint: Any, where: str) -> Any:
-    """``value`` converted to ``hint`` (int, float, bool, str, ``X | None``, ``tuple[...]``, ``list[X]``,
-    ``dict[str, X]``, ``Any``), or :class:`ConfigError` "<where>: expected <type>, got <value>"."""
-    def bad() -> ConfigError:
-        return ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}"[:300])
-
-    if hint is Any or hint is inspect.Parameter.empty:
-        return value
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return coerce(value, a, where)
-            except ConfigError:
-                pass
-        raise bad()
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise bad()
-    if hint is int:
-        if isinstance(value, bool):
-            raise bad()
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise bad()
-    if hint is float:
-        if isinstance(value, bool):
-            raise bad()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise bad()
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise bad()
-    if origin in (tuple, list) or hint in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise bad()
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise bad()
-            return tuple(coerce(v, a, where) for v, a in zip(value, args))
-        item = args[0] if args else Any
-        out = [coerce(v, item, where) for v in value]
-        return tuple(out) if (origin or hint) is tuple else out
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise bad()
-        item = args[1] if len(args) == 2 else Any
-        return {k: coerce(v, item, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(hint, type):
-        if isinstance(value, hint):
-            return value
-        raise bad()
-    return value  # an annotation we cannot check (a Protocol, a string we could not resolve)
-
-
-def _check_bound(name: str, value: Any, bounds: dict[str, tuple[float, bool]], where: str) -> None:
-    if name in bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
-        lo, strict = bounds[name]
-        if value < lo or (strict and value == lo):
-            raise ConfigError(f"{where}: must be {'>' if strict else '>='} {lo}, got {value!r}")
-
-
-def check_fields(cls: type, values: dict[str, Any], where: Callable[[str], str],
-                 bounds: dict[str, tuple[float, bool]] | None = None,
-                 choices: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
-    """``values`` for the dataclass ``cls``, each converted to its field's type and checked against
-    ``bounds``/``choices``; ``where(name)`` names a field in messages (``"--hp lr"``, ``"cfg.yaml: steps"``).
-    Unknown names are refused with the list of the known ones."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    out = {}
-    for k, v in values.items():
-        if k not in known:
-            raise ConfigError(f"{where(k)}: unknown field; valid: {', '.join(known)}")
-        out[k] = coerce(v, hints.get(k, Any), where(k))
-        _check_bound(k, out[k], bounds or {}, where(k))
-        if choices and k in choices and out[k] not in choices[k]:
-            raise ConfigError(f"{where(k)}: must be one of {', '.join(choices[k])}, got {out[k]!r}")
-    return out
-
-
-def signature_params(fn: Callable) -> dict[str, tuple[Any, Any]]:
-    """``name -> (type hint, default)`` of the keyword arguments ``fn`` (a class or function) takes."""
-    target = fn.__init__ if isinstance(fn, type) else fn
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - an unresolvable annotation: fall back to the defaults' types
-        hints = {}
-    out = {}
-    for p in list(inspect.signature(target).parameters.values()):
-        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        hint = hints.get(p.name, inspect.Parameter.empty)
-        if hint is inspect.Parameter.empty and p.default not in (inspect.Parameter.empty, None):
-            hint = type(p.default)
-        out[p.name] = (hint, p.default)
-    return out
-
-
-def _kv(kwargs: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in kwargs.items())
-
-
-def coerce_kwargs(ctors: list[Callable], kwargs: dict[str, Any], what: str, name: str) -> dict[str, Any]:
-    """Keyword arguments for the constructors ``ctors`` (one encoder, or the parts of a composed
-    sampler), converted to their parameter types; an unknown name is refused with the valid ones."""
-    valid: dict[str, tuple[Any, Any]] = {}
-    for c in ctors:
-        valid.update(signature_params(c))
-    out = {}
-    for k, v in kwargs.items():
-        if k not in valid:
-            if len(ctors) > 1 and isinstance(v, dict):  # per-part options of a composed sampler
-                out[k] = v
-                continue
-            raise ConfigError(f"{what} {k}={v}: {name} takes no argument {k!r}; valid: {', '.join(valid) or 'none'}")
-        try:
-            out[k] = coerce(v, valid[k][0], k)
-            _check_bound(k, out[k], {n: (1, False) for n in POSITIVE_KWARGS}, k)
-        except ConfigError as e:
-            raise ConfigError(f"{what} {k}={v}: {e}") from None
-    return out
-
-
-def build_checked(build: Callable[..., Any], name: str, kwargs: dict[str, Any], what: str,
-                  shown: dict[str, Any] | None = None) -> Any:
-    """``build(name, **kwargs)``, a constructor failure turned into one line ``"<what> d=-1: <why>"``
-    (``shown``: the arguments to name, by default all of them)."""
-    try:
-        return build(name, **kwargs)
-    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError, KeyError) as e:
-        why = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip()
-        why = why.splitlines()[0][:200] if why else type(e).__name__
-        args = _kv(kwargs if shown is None else shown)
-        raise ConfigError(f"{what} {args or '(defaults)'}: {why}") from None
 
 
 def check_run(cfg: Any, obj_cls: Any) -> Any:

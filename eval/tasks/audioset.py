@@ -11,12 +11,16 @@ skipped and counted, HARES App. A notes the same attrition)::
 
 Protocol ``audioset-balanced``: train on balanced_train (validation carved from it), test on eval,
 scored with the one-hidden-layer MLP of HARES (Wang et al. 2022 Sec. 2.1) as well as the linear probe.
+The CSVs are read by ingest's parsers (``ingest.sources.audioset``: YTID, time and MID checks; bad rows
+are counted in ``notes``); labels are MIDs with the display names of class_labels_indices.csv.
 """
 from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, read_csv_rows, read_dict_csv, require, scan_audio
+from ingest.sources.audioset import parse_segments, read_class_labels
+
+from .base import Clip, LayoutError, TaskData, Window, clip_key, require, scan_audio
 from .registry import register
 
 
@@ -30,28 +34,26 @@ def _index_audio(adir: str) -> dict[str, str]:
 
 
 def load(root: str, task: str = "audioset") -> TaskData:
-    classes = [r["mid"] for r in read_dict_csv(require(root, "class_labels_indices.csv", task),
-                                                ("index", "mid", "display_name"), task)]
-    clips, missing = [], 0
+    names = read_class_labels(require(root, "class_labels_indices.csv", task))
+    clips, missing, rejected = [], 0, 0
     for split, csv_name, sub in (("train", "balanced_train_segments.csv", "balanced_train"),
                                  ("test", "eval_segments.csv", "eval")):
-        rows = read_csv_rows(require(root, csv_name, task), skip_comments=True)
+        parsed = parse_segments(require(root, csv_name, task))
+        rejected += sum(parsed.rejected.values())
         files = _index_audio(require(root, f"audio/{sub}", task))
-        for r in rows:
-            if len(r) < 4:
-                raise LayoutError(f"{task}: {csv_name}: row {r!r}: expected YTID, start, end, labels")
-            ytid = r[0].strip()
-            path = files.get(ytid)
+        for seg in parsed.segments:
+            path = files.get(seg.ytid)
             if path is None:
                 missing += 1
                 continue
-            labs = tuple(sorted({x.strip().strip('"') for x in ",".join(r[3:]).split(",") if x.strip().strip('"')}))
-            clips.append(Clip(clip_key(f"{sub}/{ytid}"), path, labs, split))
+            clips.append(Clip(clip_key(f"{sub}/{seg.ytid}"), path, tuple(sorted(set(seg.labels))), split))
     if not clips:
         raise LayoutError(f"{task}: none of the listed segments has audio under {root}/audio/{{balanced_train,eval}}")
-    td = TaskData(task, "audioset-balanced", clips, classes, True, root)
+    td = TaskData(task, "audioset-balanced", clips, list(names), True, root, display_names=names)
     if missing:
         td.notes.append(f"{missing} listed segments have no audio file (skipped)")
+    if rejected:
+        td.notes.append(f"{rejected} rows of the segment CSVs are not valid segments (skipped)")
     return td.check()
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
+from ingest.sources.folder import path_key
+
 SPLITS = ("train", "valid", "test")
-_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 class LayoutError(FileNotFoundError):
@@ -49,6 +49,8 @@ class TaskData:
     mel_dirs: list[str] = field(default_factory=list)
     mel_frontend_hash: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    #: class -> readable name where the classes are codes (AudioSet / FSD50K MIDs)
+    display_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def kfold(self) -> bool:
@@ -109,10 +111,16 @@ class TaskData:
 
 
 def clip_key(rel: str) -> str:
-    """Stable shard-safe key of a relative path: slug + 8 hex of its sha1 (as ingest's ``path_key``)."""
-    stem = os.path.splitext(rel)[0]
-    slug = _SAFE.sub("-", stem).strip("-")[-80:] or "clip"
-    return f"{slug}_{hashlib.sha1(rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    """Stable shard-safe key of a relative path: ingest's ``path_key`` (slug + 8 hex of its sha1)."""
+    return path_key(rel)
+
+
+def parse_fold(value: str, task: str, where: str) -> int:
+    """An official fold number from a metadata CSV; a :class:`LayoutError` naming the row otherwise."""
+    try:
+        return int(value)
+    except ValueError:
+        raise LayoutError(f"{task}: bad fold {value!r} for {where}") from None
 
 
 def require(root: str, rel: str, task: str, hint: str = "") -> str:

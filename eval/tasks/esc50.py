@@ -11,7 +11,7 @@ validation (early stopping) on the next fold, never the test fold; the mean over
 """
 from __future__ import annotations
 
-from .base import Clip, LayoutError, TaskData, Window, audio_file, clip_key, read_dict_csv, require
+from .base import Clip, TaskData, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
 from .registry import register
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
@@ -22,10 +22,7 @@ def load(root: str, task: str = "esc50") -> TaskData:
     require(root, "audio", task)
     clips = []
     for r in rows:
-        try:
-            fold = int(r["fold"])
-        except ValueError:
-            raise LayoutError(f"{task}: bad fold {r['fold']!r} for {r['filename']} in meta/esc50.csv") from None
+        fold = parse_fold(r["fold"], task, f"{r['filename']} in meta/esc50.csv")
         path = audio_file(root, f"audio/{r['filename']}", task)
         clips.append(Clip(clip_key(r["filename"]), path, (r["category"],), fold=fold, group=r["src_file"]))
     folds = sorted({c.fold for c in clips})

@@ -7,36 +7,36 @@ Official layout::
     ROOT/FSD50K.ground_truth/vocabulary.csv  index,label,mid (no header)
     ROOT/FSD50K.dev_audio/<fname>.wav   ROOT/FSD50K.eval_audio/<fname>.wav
 
-Protocol ``fsd50k-official``: train on ``train``, early-stop on ``val``, test on ``eval``.
+Protocol ``fsd50k-official``: train on ``train``, early-stop on ``val``, test on ``eval``.  Parsed by
+``ingest.sources.fsd50k.read_ground_truth`` (the parser ingest uses): labels are AudioSet MIDs, as in
+the shards, with vocabulary.csv's names for display (``TaskData.display_names``).
 """
 from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, read_csv_rows, read_dict_csv, require
+from ingest.sources.fsd50k import display_names, read_ground_truth
+
+from .base import Clip, LayoutError, TaskData, Window, clip_key, require
 from .registry import register
+
+_SPLIT = {"train": "train", "val": "valid", "eval": "test"}
+_AUDIO = {"train": "FSD50K.dev_audio", "val": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
 
 
 def load(root: str, task: str = "fsd50k") -> TaskData:
     gt = "FSD50K.ground_truth"
-    vocab = [r[1] for r in read_csv_rows(require(root, f"{gt}/vocabulary.csv", task)) if len(r) >= 3]
-    if not vocab:
-        raise LayoutError(f"{task}: {gt}/vocabulary.csv lists no classes")
+    for name in ("vocabulary.csv", "dev.csv", "eval.csv"):
+        require(root, f"{gt}/{name}", task)
+    vocab, rows = read_ground_truth(root)
     clips = []
-    for csv_name, adir in (("dev.csv", "FSD50K.dev_audio"), ("eval.csv", "FSD50K.eval_audio")):
-        cols = ("fname", "labels", "split") if csv_name == "dev.csv" else ("fname", "labels")
-        rows = read_dict_csv(require(root, f"{gt}/{csv_name}", task), cols, task)
-        base = require(root, adir, task)
-        for r in rows:
-            split = {"train": "train", "val": "valid"}.get(r.get("split", ""), "") if csv_name == "dev.csv" else "test"
-            if not split:
-                raise LayoutError(f"{task}: {csv_name}: split must be train or val, got {r.get('split')!r}")
-            path = os.path.join(base, r["fname"] + ".wav")
-            if not os.path.isfile(path):
-                raise LayoutError(f"{task}: audio file {path} listed in {csv_name} is missing")
-            labs = tuple(sorted({x.strip() for x in r["labels"].split(",") if x.strip()}))
-            clips.append(Clip(clip_key(f"{adir}/{r['fname']}"), path, labs, split))
-    return TaskData(task, "fsd50k-official", clips, sorted(vocab), True, root).check()
+    for r in rows:
+        if not os.path.isfile(r.audio):
+            raise LayoutError(f"{task}: audio file {r.audio} listed in the ground truth is missing")
+        clips.append(Clip(clip_key(f"{_AUDIO[r.split]}/{r.fname}"), r.audio, tuple(sorted(set(r.mids))), _SPLIT[r.split]))
+    td = TaskData(task, "fsd50k-official", clips, sorted(vocab), True, root)
+    td.display_names = display_names(vocab)
+    return td.check()
 
 
 register(name="fsd50k", family="fsd50k", domain="environment", protocol="fsd50k-official",

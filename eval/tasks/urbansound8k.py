@@ -10,7 +10,7 @@ Sec. IV-A4; DeLoRes Sec. IV-A3), validation on the next fold, mean over folds.
 """
 from __future__ import annotations
 
-from .base import Clip, LayoutError, TaskData, Window, audio_file, clip_key, read_dict_csv, require
+from .base import Clip, TaskData, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
 from .registry import register
 
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
@@ -20,10 +20,7 @@ def load(root: str, task: str = "urbansound8k") -> TaskData:
     rows = read_dict_csv(require(root, "metadata/UrbanSound8K.csv", task), COLUMNS, task)
     clips = []
     for r in rows:
-        try:
-            fold = int(r["fold"])
-        except ValueError:
-            raise LayoutError(f"{task}: bad fold {r['fold']!r} for {r['slice_file_name']}") from None
+        fold = parse_fold(r["fold"], task, r["slice_file_name"])
         path = audio_file(root, f"audio/fold{fold}/{r['slice_file_name']}", task)
         clips.append(Clip(clip_key(r["slice_file_name"]), path, (r["class"],), fold=fold, group=r["fsID"]))
     folds = sorted({c.fold for c in clips})

@@ -166,6 +166,68 @@ def read_vocabulary(path: str) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class GroundTruthRow:
+    """One clip of the ground truth: ``split`` is ``train`` / ``val`` (dev.csv) or ``eval``."""
+
+    fname: str
+    split: str
+    mids: tuple[str, ...]    # the labels: AudioSet MIDs (``mids`` column)
+    labels: tuple[str, ...]  # the ``labels`` column (FSD50K names), for display only
+    audio: str               # ROOT/FSD50K.{dev,eval}_audio/<fname>.wav (not checked here)
+
+
+def ground_truth_path(root: str, name: str) -> str:
+    p = os.path.join(root, "FSD50K.ground_truth", name)
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"{p} not found: give --root the folder that holds FSD50K.ground_truth/ "
+                                f"(or add --download to fetch it)")
+    return p
+
+
+def display_names(vocab: dict[str, str]) -> dict[str, str]:
+    """MID -> display name from vocabulary.csv's labels (underscores -> spaces)."""
+    return {mid: lab.replace("_", " ") for mid, lab in vocab.items()}
+
+
+def read_ground_truth(root: str, splits: tuple[str, ...] = SPLITS) -> tuple[dict[str, str], list[GroundTruthRow]]:
+    """The one FSD50K parser (ingest and the ``fsd50k`` eval task): ``({mid: label}, rows)`` of the wanted
+    splits, every fname and MID checked; a malformed file is a one-line ``ValueError``."""
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown FSD50K split(s) {bad}; choose from {SPLITS}")
+    vocab = read_vocabulary(ground_truth_path(root, "vocabulary.csv"))
+    if not vocab:
+        raise ValueError(f"{ground_truth_path(root, 'vocabulary.csv')}: lists no classes")
+    rows = []
+    want = set(splits)
+    for csv_name, audio_dir in (("dev.csv", "FSD50K.dev_audio"), ("eval.csv", "FSD50K.eval_audio")):
+        if csv_name == "dev.csv" and not want & {"train", "val"} or csv_name == "eval.csv" and "eval" not in want:
+            continue
+        path = ground_truth_path(root, csv_name)
+        with open(path, newline="", encoding="utf-8") as f:
+            rd = csv.DictReader(f)
+            need = {"fname", "labels", "mids"} | ({"split"} if csv_name == "dev.csv" else set())
+            if not need <= set(rd.fieldnames or []):
+                raise ValueError(f"{path}: expected columns {sorted(need)}, got {rd.fieldnames}")
+            for n, row in enumerate(rd, 2):
+                fname = (row["fname"] or "").strip()
+                if not fname.isdigit():
+                    raise ValueError(f"{path}:{n}: bad fname {fname!r}")
+                split = (row.get("split") or "").strip() if csv_name == "dev.csv" else "eval"
+                if split not in (("train", "val") if csv_name == "dev.csv" else ("eval",)):
+                    raise ValueError(f"{path}:{n}: split must be train or val, got {split!r}")
+                if split not in want:
+                    continue
+                mids = _split_list(row["mids"])
+                unknown = [m for m in mids if m not in vocab]
+                if unknown:
+                    raise ValueError(f"{path}:{n}: mids {unknown} not in vocabulary.csv")
+                rows.append(GroundTruthRow(fname, split, tuple(mids), tuple(_split_list(row["labels"])),
+                                           os.path.join(root, audio_dir, f"{fname}.wav")))
+    return vocab, rows
+
+
 @dataclass
 class FSD50KSource:
     root: str
@@ -174,49 +236,15 @@ class FSD50KSource:
     dataset: str = "fsd50k"
     display_names: dict[str, str] = field(default_factory=dict)
 
-    def _gt(self, name: str) -> str:
-        p = os.path.join(self.root, "FSD50K.ground_truth", name)
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"{p} not found: give --root the folder that holds FSD50K.ground_truth/ "
-                                    f"(or add --download to fetch it)")
-        return p
-
     def items(self) -> list[Item]:
-        bad = [s for s in self.splits if s not in SPLITS]
-        if bad:
-            raise ValueError(f"unknown FSD50K split(s) {bad}; choose from {SPLITS}")
-        vocab = read_vocabulary(self._gt("vocabulary.csv"))
-        names = {mid: lab.replace("_", " ") for mid, lab in vocab.items()}
+        vocab, rows = read_ground_truth(self.root, self.splits)
+        names = display_names(vocab)
         if self.labels_csv:
             from .audioset import read_class_labels
             names.update({m: n for m, n in read_class_labels(self.labels_csv).items() if m in names})
         self.display_names = names
-        items = []
-        want = set(self.splits)
-        for csv_name, audio_dir in (("dev.csv", "FSD50K.dev_audio"), ("eval.csv", "FSD50K.eval_audio")):
-            if csv_name == "dev.csv" and not want & {"train", "val"} or csv_name == "eval.csv" and "eval" not in want:
-                continue
-            path = self._gt(csv_name)
-            with open(path, newline="", encoding="utf-8") as f:
-                rd = csv.DictReader(f)
-                need = {"fname", "labels", "mids"} | ({"split"} if csv_name == "dev.csv" else set())
-                if not need <= set(rd.fieldnames or []):
-                    raise ValueError(f"{path}: expected columns {sorted(need)}, got {rd.fieldnames}")
-                for n, row in enumerate(rd, 2):
-                    fname = (row["fname"] or "").strip()
-                    if not fname.isdigit():
-                        raise ValueError(f"{path}:{n}: bad fname {fname!r}")
-                    split = (row.get("split") or "eval").strip() if csv_name == "dev.csv" else "eval"
-                    if split not in want:
-                        continue
-                    mids = _split_list(row["mids"])
-                    unknown = [m for m in mids if m not in vocab]
-                    if unknown:
-                        raise ValueError(f"{path}:{n}: mids {unknown} not in vocabulary.csv")
-                    wav = os.path.join(self.root, audio_dir, f"{fname}.wav")
-                    items.append(Item(key=fname, source_id=fname, origin=wav, split=split, labels=mids,
-                                      extra={"fsd50k_labels": _split_list(row["labels"])}))
-        return items
+        return [Item(key=r.fname, source_id=r.fname, origin=r.audio, split=r.split, labels=list(r.mids),
+                     extra={"fsd50k_labels": list(r.labels)}) for r in rows]
 
     def load(self, item: Item, sample_rate: int) -> np.ndarray:
         if not os.path.isfile(item.origin):

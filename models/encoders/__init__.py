@@ -1,2 +1,1 @@
-"""Encoder implementations; importing this package registers them in ``models.ENCODERS``."""
-from . import audio_ntt, mobile, slowfast_nfnet, timm_encoders  # noqa: F401
+"""Encoder implementations, one module each; ``models.ENCODERS`` imports them on first lookup."""

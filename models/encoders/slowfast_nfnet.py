@@ -97,7 +97,7 @@ class NFSeparableBlock(nn.Module):
         self.act = act()
         if sf > 1 or c_in != c_out:
             pool = nn.AvgPool2d((sf, 1), (sf, 1), ceil_mode=True, count_include_pad=False) if sf > 1 else nn.Identity()
-            self.downsample = nn.Sequential(pool, ws_conv(c_in, c_out))
+            self.downsample: nn.Module | None = nn.Sequential(pool, ws_conv(c_in, c_out))
         else:
             self.downsample = None
         self.conv1 = ws_conv(c_in, mid)
@@ -200,7 +200,7 @@ class SlowFastNFNetF0(Encoder):
             self.final_slow, self.final_fast = ws_conv(cs, 2 * cs), ws_conv(cf, 2 * cf)
             cs, cf = 2 * cs, 2 * cf
         else:
-            self.final_slow = self.final_fast = None
+            self.final_slow = self.final_fast = None  # type: ignore[assignment]
         self.final_act = act()
         self.slow_dim, self.fast_dim = cs, cf
         self.embedding_dim = self.frame_dim = cs + cf

@@ -58,13 +58,6 @@ class BarlowHParams(HParams):
     )
 
 
-def split_bias_and_norm(named: list[tuple[str, nn.Parameter]]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """Weights (ndim > 1) vs biases and normalisation parameters (ndim <= 1)."""
-    weights = [p for _, p in named if p.ndim > 1]
-    others = [p for _, p in named if p.ndim <= 1]
-    return weights, others
-
-
 @register
 class BarlowTwinsObjective(Objective):
     """``barlow_twins`` (DeLoRes-S). Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
@@ -73,6 +66,7 @@ class BarlowTwinsObjective(Objective):
     batch_coupled = True
     sampler = "views"
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"proj_units": 16}, "encoder": ("audio_ntt", {"d": 512})}
     default_encoder = ("audio_ntt", {"d": 2048})
     HParams = BarlowHParams
 
@@ -92,9 +86,4 @@ class BarlowTwinsObjective(Objective):
     def param_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
         """LARS groups: weights (lr 0.2 x B/256, weight decay, adapted) and biases/BN (lr 0.0048 x
         B/256, no weight decay, not adapted)."""
-        hp = self.hparams
-        weights, others = split_bias_and_norm(self.trainable_named_parameters())
-        return [
-            {"name": "weights", "params": weights, "lr": self._scaled_lr(hp.lr, batch_size), "weight_decay": hp.weight_decay},
-            {"name": "bias_bn", "params": others, "lr": self._scaled_lr(hp.lr_bias, batch_size), "weight_decay": 0.0},
-        ]
+        return self.weight_bias_groups(batch_size)

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from shards.registry import Registry
+
 __all__ = ["HParams", "Objective", "OBJECTIVES", "register", "make_target", "ema_update", "probe_encoder"]
 
 
@@ -74,6 +76,9 @@ class HParams:
         return dataclasses.asdict(self)
 
 
+_HParams = HParams  # the dataclass, for annotations inside Objective (whose HParams is a class attribute)
+
+
 def make_target(module: nn.Module) -> nn.Module:
     """Deep copy of ``module`` with ``requires_grad=False`` on every parameter (EMA target)."""
     target = copy.deepcopy(module)
@@ -109,14 +114,12 @@ def probe_encoder(encoder: nn.Module, method: str, n_frames: int) -> Any:
         encoder.train(was_training)
 
 
-OBJECTIVES: dict[str, type["Objective"]] = {}
+OBJECTIVES: Registry[type["Objective"]] = Registry("objective", package="models.objectives")
 
 
 def register(cls: type["Objective"]) -> type["Objective"]:
     """Class decorator adding ``cls`` to :data:`OBJECTIVES` under ``cls.name``."""
-    if cls.name in OBJECTIVES:
-        raise KeyError(f"objective {cls.name!r} registered twice")
-    OBJECTIVES[cls.name] = cls
+    OBJECTIVES.add(cls.name, cls)
     return cls
 
 
@@ -131,6 +134,11 @@ class Objective(nn.Module):
     # matrix): gradient accumulation would then shrink the batch the loss sees, so the trainer refuses it.
     batch_coupled: ClassVar[bool] = False
     HParams: ClassVar[type[HParams]] = HParams
+    #: options for the default sampler (``build_sampler(cls.sampler, **cls.sampler_kwargs)``)
+    sampler_kwargs: ClassVar[dict[str, Any]] = {}
+    #: small settings for the test suite, which iterates :data:`OBJECTIVES`: ``hparams`` shrink the heads,
+    #: ``encoder`` (``(name, kwargs)``) is a small real encoder for the trainer test (default: ``default_encoder``)
+    test_config: ClassVar[dict[str, Any]] = {}
 
     #: pairs ``(target_attr, online_attr)`` updated by :meth:`after_step` with ``hparams.ema_tau``
     ema_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
@@ -138,13 +146,13 @@ class Objective(nn.Module):
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__()
         base = self.HParams.preset(hparams.pop("preset", None)).to_dict()
-        self.hparams = self.HParams(**{**base, **hparams})
+        self.hparams: Any = self.HParams(**{**base, **hparams})  # the subclass's own dataclass
         self.check(encoder, n_frames=self.hparams.n_frames)
         self.encoder = encoder
 
     # ----------------------------------------------------------------- trainer API
     @classmethod
-    def default_hparams(cls, preset: str | None = None) -> HParams:
+    def default_hparams(cls, preset: str | None = None) -> "_HParams":
         return cls.HParams.preset(preset)
 
     @classmethod
@@ -158,6 +166,37 @@ class Objective(nn.Module):
             raise ValueError(f"{cls.name}: encoder {name} has no forward()")
         if not isinstance(getattr(encoder, "embedding_dim", None), int) or encoder.embedding_dim < 1:
             raise ValueError(f"{cls.name}: encoder {name} has no integer embedding_dim")
+        n = n_frames or cls.HParams().n_frames
+        if cls.needs_frames:
+            if not callable(getattr(encoder, "frames", None)) or not getattr(encoder, "frame_dim", None):
+                raise ValueError(f"{cls.name}: encoder {name} has no frames() (this method needs frame embeddings)")
+            out = cls._probe(encoder, "frames", n, name)
+            if not (torch.is_tensor(out) and out.dim() == 3):
+                raise ValueError(f"{cls.name}: frames() must return [B, T', d], got {getattr(out, 'shape', type(out))}")
+        if cls.needs_blocks:
+            if not callable(getattr(encoder, "blocks", None)):
+                raise ValueError(f"{cls.name}: encoder {name} has no blocks() (this method needs block outputs)")
+            out = cls._probe(encoder, "blocks", n, name)
+            if not isinstance(out, (list, tuple)) or not out or any(not torch.is_tensor(b) or b.dim() != 4 for b in out):
+                raise ValueError(f"{cls.name}: blocks() of encoder {name} must return a non-empty list of [B, C, F, T]")
+
+    @classmethod
+    def _probe(cls, encoder: nn.Module, method: str, n_frames: int, name: str) -> Any:
+        try:
+            return probe_encoder(encoder, method, n_frames)
+        except NotImplementedError:
+            raise ValueError(f"{cls.name}: {method}() of encoder {name} is unavailable") from None
+
+    @classmethod
+    def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:
+        """Hyperparameters that follow from the training data (its label ``vocabulary``); ``ValueError``
+        (one line) when the data cannot serve this objective. Default: none."""
+        return {}
+
+    def input_norm(self) -> dict[str, Any] | None:
+        """Normalisation the objective applies to its inputs itself (``encoder.json`` ``input_norm``),
+        or ``None`` when the encoder sees the sampler's output as it is."""
+        return None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -180,6 +219,20 @@ class Objective(nn.Module):
         lr = self._scaled_lr(self.hparams.lr, batch_size)
         params = [p for _, p in self.trainable_named_parameters()]
         return [{"name": "all", "params": params, "lr": lr, "weight_decay": self.hparams.weight_decay}]
+
+    def weight_bias_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
+        """Two groups, as Barlow Twins (Zbontar et al. 2021, Sec. 4) and DeLoRes-M train: weights (ndim > 1)
+        at ``hparams.lr`` with ``hparams.weight_decay``; biases and normalisation parameters at
+        ``hparams.lr_bias`` without weight decay (and, under LARS, without adaptation), both scaled by
+        batch/256 when ``lr_scale_batch``."""
+        hp = self.hparams
+        named = self.trainable_named_parameters()
+        return [
+            {"name": "weights", "params": [p for _, p in named if p.ndim > 1],
+             "lr": self._scaled_lr(hp.lr, batch_size), "weight_decay": hp.weight_decay},
+            {"name": "bias_bn", "params": [p for _, p in named if p.ndim <= 1],
+             "lr": self._scaled_lr(getattr(hp, "lr_bias"), batch_size), "weight_decay": 0.0},
+        ]
 
     # ----------------------------------------------------------------- helpers
     def _scaled_lr(self, lr: float, batch_size: int | None) -> float:

@@ -45,6 +45,7 @@ class ByolAObjective(Objective):
     name = "byol_a"
     sampler = "views"
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"proj_hidden": 16, "proj_dim": 8}, "encoder": ("audio_ntt", {"d": 512})}
     default_encoder = ("audio_ntt", {"d": 2048})
     HParams = ByolHParams
     ema_pairs = (("target_encoder", "encoder"), ("target_projector", "projector"))

@@ -47,6 +47,7 @@ class ColaObjective(Objective):
     batch_coupled = True
     sampler = "clip_pair"
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"head_dim": 8}}
     default_encoder = ("efficientnet_b0", {"head": "cola"})
     HParams = ColaHParams
 

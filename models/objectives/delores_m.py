@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from models import distributed as D
 
 from . import losses as L
-from .barlow import split_bias_and_norm
 from .base import HParams, Objective, make_target, probe_encoder, register
 from .heads import barlow_projector
 
@@ -83,6 +82,8 @@ class DeLoResMObjective(Objective):
     sampler = "views"
     needs_blocks = True
     batch_keys = ("x1", "x2")
+    test_config = {"hparams": {"block_proj_units": 16, "queue_size": 64, "out_dim": 8},
+                   "encoder": ("audio_ntt", {"d": 512})}
     default_encoder = ("audio_ntt", {"d": 2048})
     HParams = DeLoResMHParams
     ema_pairs = (
@@ -119,19 +120,6 @@ class DeLoResMObjective(Objective):
             raise ValueError(f"delores_m: block_indices {idx} out of range for {n} blocks")
         return out
 
-    @classmethod
-    def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:
-        super().check(encoder, n_frames)
-        name = getattr(encoder, "name", type(encoder).__name__)
-        if not callable(getattr(encoder, "blocks", None)):
-            raise ValueError(f"{cls.name}: encoder {name} has no blocks()")
-        try:
-            blocks = probe_encoder(encoder, "blocks", n_frames or cls.HParams().n_frames)
-        except NotImplementedError:
-            raise ValueError(f"{cls.name}: blocks() of encoder {name} is unavailable") from None
-        if not isinstance(blocks, (list, tuple)) or not blocks or any(b.dim() != 4 for b in blocks):
-            raise ValueError(f"{cls.name}: blocks() of encoder {name} must return a non-empty list of [B, C, F, T]")
-
     # ------------------------------------------------------------------ pieces
     def _block_feats(self, encoder: nn.Module, projectors: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
         blocks = encoder.blocks(x)
@@ -146,14 +134,14 @@ class DeLoResMObjective(Objective):
     def _enqueue(self, *keys: torch.Tensor) -> None:
         """Enqueue teacher keys of the global batch; each tensor is gathered over ranks separately,
         so the order matches single-process training on the concatenated batch."""
-        keys = F.normalize(torch.cat([D.gather_no_grad(k) for k in keys], 0), dim=1)
+        new = F.normalize(torch.cat([D.gather_no_grad(k) for k in keys], 0), dim=1)
         k = self.queue.shape[0]
-        if keys.shape[0] > k:
-            keys = keys[-k:]
-        n = keys.shape[0]
+        if new.shape[0] > k:
+            new = new[-k:]
+        n = new.shape[0]
         ptr = int(self.queue_ptr)
         idx = (ptr + torch.arange(n, device=self.queue.device)) % k
-        self.queue[idx] = keys.to(self.queue.dtype)
+        self.queue[idx] = new.to(self.queue.dtype)
         self.queue_ptr.fill_((ptr + n) % k)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -179,9 +167,4 @@ class DeLoResMObjective(Objective):
 
     def param_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:
         """SGD groups: weights (lr 0.2 x B/256, weight decay 1e-4) and biases/BN (lr 0.0048 x B/256, no decay)."""
-        hp = self.hparams
-        weights, others = split_bias_and_norm(self.trainable_named_parameters())
-        return [
-            {"name": "weights", "params": weights, "lr": self._scaled_lr(hp.lr, batch_size), "weight_decay": hp.weight_decay},
-            {"name": "bias_bn", "params": others, "lr": self._scaled_lr(hp.lr_bias, batch_size), "weight_decay": 0.0},
-        ]
+        return self.weight_bias_groups(batch_size)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from models import distributed as D
+from shards.norm import standardize
 
 __all__ = [
     "upcast",
@@ -52,15 +53,9 @@ def soft_target_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def standardize_per_example(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``(x - mean) / sqrt(var + eps)`` with statistics over all non-batch dims of each example.
-
-    Wang et al. 2022, App. C: "we standardize each input spectrogram by its mean and standard
-    deviation" (population variance; ``eps`` is our choice).
-    """
-    dims = tuple(range(1, x.dim()))
-    mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, unbiased=False)
-    return (x - mean) / torch.sqrt(var + eps)
+    """``(x - mean) / sqrt(var + eps)`` with statistics over all non-batch dims of each example: the one
+    formula of :func:`shards.norm.standardize` (Wang et al. 2022, App. C; docs/objectives.md)."""
+    return standardize(x, eps)
 
 
 def reconstruction_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

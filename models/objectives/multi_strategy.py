@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import Objective, probe_encoder, register
+from .base import Objective, register
 from .cola import ColaHParams
 from .heads import Bilinear, ColaHead
 
@@ -78,6 +78,7 @@ class MultiStrategyObjective(Objective):
     sampler = "clip_pair+pitch_shift"
     needs_frames = True
     batch_keys = ("x1", "x2", "x_pitch", "pitch_factor")
+    test_config = {"hparams": {"head_dim": 8}, "encoder": ("mobile", {})}
     default_encoder = ("efficientnet_b0", {"head": "cola"})
     HParams = MultiStrategyHParams
 
@@ -95,20 +96,6 @@ class MultiStrategyObjective(Objective):
         self.g_frame = ColaHead(d, k)
         self.w_frame = Bilinear(k)
         self.g_pitch = nn.Sequential(ColaHead(d, k), nn.Linear(k, 1))
-
-    @classmethod
-    def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:
-        super().check(encoder, n_frames)
-        if not callable(getattr(encoder, "frames", None)) or not getattr(encoder, "frame_dim", None):
-            raise ValueError(f"{cls.name}: encoder {getattr(encoder, 'name', type(encoder).__name__)} has no frames()")
-        try:
-            out = probe_encoder(encoder, "frames", n_frames or cls.HParams().n_frames)
-        except NotImplementedError:
-            raise ValueError(
-                f"{cls.name}: frames() of encoder {getattr(encoder, 'name', type(encoder).__name__)} is unavailable"
-            ) from None
-        if not (torch.is_tensor(out) and out.dim() == 3):
-            raise ValueError(f"{cls.name}: frames() must return [B, T', d], got {getattr(out, 'shape', type(out))}")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x1, x2, xp, factor = self._require(batch, "x1", "x2", "x_pitch", "pitch_factor")

@@ -55,6 +55,9 @@ class SimCLRObjective(Objective):
     batch_coupled = True
     sampler = "mix_views"
     batch_keys = ("x1", "x2")
+    # the objective standardises the (mixed) views itself, so the sampler must not do it first
+    sampler_kwargs = {"standardize": False}
+    test_config = {"hparams": {"proj_hidden": 16, "proj_dim": 8}, "encoder": ("mobile", {})}
     default_encoder = ("slowfast_nfnet_f0", {"n_mels": 80})
     HParams = SimCLRHParams
 
@@ -62,6 +65,9 @@ class SimCLRObjective(Objective):
         super().__init__(encoder, **hparams)
         hp = self.hparams
         self.projector = simclr_projector(int(encoder.embedding_dim), hp.proj_hidden, hp.proj_layers, hp.proj_dim, norm=hp.norm)
+
+    def input_norm(self) -> dict[str, Any] | None:
+        return {"type": "per_example"} if self.hparams.standardize else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x1, x2 = self._require(batch, "x1", "x2")

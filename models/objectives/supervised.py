@@ -62,6 +62,7 @@ class SupervisedObjective(Objective):
     name = "supervised"
     sampler = "crop"
     batch_keys = ("x", "labels")
+    test_config = {"encoder": ("mobile", {})}
     default_encoder = ("slowfast_nfnet_f0", {"n_mels": 80})
     HParams = SupervisedHParams
 
@@ -74,6 +75,15 @@ class SupervisedObjective(Objective):
         if self.hparams.loss not in ("bce", "softmax"):
             raise ValueError(f"supervised: loss must be 'bce' or 'softmax', got {self.hparams.loss!r}")
         self.classifier = nn.Linear(int(encoder.embedding_dim), int(self.hparams.num_classes))
+
+    @classmethod
+    def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:
+        if not vocabulary:
+            raise ValueError("method supervised needs labelled shards (the manifest has no label vocabulary)")
+        return {"num_classes": len(vocabulary)}
+
+    def input_norm(self) -> dict[str, Any] | None:
+        return {"type": "per_example"} if self.hparams.standardize else None
 
     def mix(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """W22 example mixing: every example with another one of the batch (never itself)."""

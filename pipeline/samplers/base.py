@@ -26,13 +26,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-SAMPLERS: dict[str, type["Sampler"]] = {}
+from shards.registry import Registry
+
+SAMPLERS: Registry[type["Sampler"]] = Registry("sampler", package="pipeline.samplers")
 
 
 def register_sampler(name: str) -> Callable[[type], type]:
+    """Class decorator: register a :class:`Sampler` subclass under ``name`` (refuses duplicates)."""
     def deco(cls: type) -> type:
+        SAMPLERS.add(name, cls)
         cls.name = name
-        SAMPLERS[name] = cls
         return cls
     return deco
 
@@ -65,6 +68,12 @@ class Sampler:
     name = ""
     keys: tuple[str, ...] = ()
     n_frames = 96
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """Batch keys the model finally sees: ``keys``, or what ``device_transform`` turns them into."""
+        return tuple(getattr(self, "device_keys", None) or self.keys) if self.device_transform() is not None \
+            else tuple(self.keys)
 
     def __init__(self, normalize: bool = False):
         self.normalize = bool(normalize)
@@ -187,8 +196,7 @@ def build_sampler(name: str, **kw: Any) -> Sampler:
     if not parts:
         raise ValueError("empty sampler name")
     for p in parts:
-        if p not in SAMPLERS:
-            raise ValueError(f"unknown sampler {p!r}; choose from {sorted(SAMPLERS)} (compose with '+')")
+        SAMPLERS.get(p)  # UnknownNameError (a ValueError) naming the known samplers
     if len(parts) == 1:
         return SAMPLERS[parts[0]](**kw)
     per_part = {p: dict(kw.pop(p)) for p in parts if isinstance(kw.get(p), dict)}

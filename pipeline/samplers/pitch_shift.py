@@ -36,7 +36,7 @@ class PitchShift(Sampler):
             raise ValueError("pitch_shift needs 0 < low <= high")
         self.fill = fill
         if isinstance(frontend, str):
-            from ingest.frontend import get_preset
+            from shards.frontend import get_preset
 
             frontend = get_preset(frontend).to_dict()
         elif frontend is not None and not isinstance(frontend, dict):

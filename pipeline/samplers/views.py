@@ -30,6 +30,7 @@ class Views(Sampler):
     """Batch keys: ``x1``, ``x2`` ``[B, 1, F, T]`` (``x`` only with ``augment_on='device'``)."""
 
     keys = ("x1", "x2")
+    device_keys = ("x1", "x2")  # what device_transform() makes of ``x`` with augment_on='device'
 
     def __init__(self, n_frames: int = 96, pre_norm: bool = True, mixup: bool = True, alpha: float = 0.4,
                  memory_size: int = 2048, noise: bool = False, noise_std: float = 0.4, rrc: bool = True,

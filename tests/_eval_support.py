@@ -51,7 +51,7 @@ def unregister_tiny() -> None:
     """Leave the global encoder registry as we found it (other test modules iterate over it)."""
     from models import ENCODERS
 
-    ENCODERS.pop(TINY, None)
+    ENCODERS.remove(TINY)
 
 
 def tiny_registered():
@@ -64,8 +64,8 @@ def tiny_registered():
 def export_encoder(run_dir: str, name: str = TINY, seed: int = 0, preset: str = "byol_a",
                    input_norm=None, metrics: bool = True, **kwargs) -> str:
     """Export a randomly initialised encoder as a run dir (+ a fake metrics.jsonl)."""
-    from ingest.frontend import get_preset
     from models import build_encoder
+    from shards.frontend import get_preset
     from train.export import save_encoder
 
     if name == TINY:

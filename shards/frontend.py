@@ -1,4 +1,5 @@
-"""The log-mel frontend, defined once and used by ingest (shards) and eval (task audio).
+"""The log-mel frontend, part of the shard contract (every manifest stores it): defined once, used by ingest
+(shards), pipeline, train and eval (task audio).
 
 Presets (16 kHz mono, ``log(mel_power + eps)``):
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 

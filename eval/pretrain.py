@@ -1,0 +1,24 @@
+#!/usr/bin/env python
+"""``accelerate launch eval/pretrain.py --probe-every N --probe-task T [train flags]`` (or ``python -m
+eval.pretrain``): ``train/pretrain.py`` with ``eval``'s online probe plugged into the trainer's callback,
+so that ``train`` never imports ``eval`` (docs/contracts.md).  Every flag is ``train/pretrain.py``'s.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.online import probe_callback
+    from train.pretrain import main as train_main
+
+    return train_main(argv, probe_factory=probe_callback)
+
+
+if __name__ == "__main__":
+    from train.pretrain import run_cli
+
+    run_cli(main)
