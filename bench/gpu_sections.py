@@ -93,18 +93,14 @@ def synth_audio(n: int, seconds: float, sr: int = 16000, seed: int = 0):
 
 
 def frontend_presets() -> dict:
-    try:  # the frontend may move to shards/ (contracts); accept either home
-        from shards.frontend import PRESETS  # type: ignore
-    except ImportError:
-        from ingest.frontend import PRESETS
+    from shards.frontend import PRESETS
+
     return dict(PRESETS)
 
 
 def log_mel_module(cfg):
-    try:
-        from shards.frontend import LogMel  # type: ignore
-    except ImportError:
-        from ingest.frontend import LogMel
+    from shards.frontend import LogMel
+
     return LogMel(cfg)
 
 
