@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from shards.codec import CODECS, DEFAULT_CODEC
+from shards.codec import CODECS, DEFAULT_CODEC, DEFAULT_LEVEL
 
 from .codec_choices import CODEC_HELP
 from .engine import DECODE_BATCH, DEFAULT_SHARD_SIZE, IngestConfig, run_ingest
@@ -28,7 +28,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset root: shards go to OUT/<split>/")
     p.add_argument("--preset", default="byol_a", choices=sorted(PRESETS), help="log-mel frontend preset")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS), help=CODEC_HELP)
-    p.add_argument("--level", type=int, default=9, help="zstd level (default 9)")
+    p.add_argument("--level", type=int, default=DEFAULT_LEVEL,
+                   help=f"zstd level (default {DEFAULT_LEVEL}; 9 encodes about twice as fast, about 3.5 %% larger)")
     p.add_argument("--shard-size", default=DEFAULT_SHARD_SIZE,
                    help=f"samples per shard (1000), bytes (200MB, estimated from durations or file sizes) or "
                         f"both, whichever is reached first (default {DEFAULT_SHARD_SIZE})")

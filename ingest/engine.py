@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
+from shards.codec import DEFAULT_LEVEL
 from shards.writer import EncodedSample, encode_sample
 from shards.format import PARTS_DIR, check_name
 
@@ -85,7 +86,7 @@ class IngestConfig:
     out: str
     preset: str = "byol_a"
     codec: str = "f16chunks"
-    level: int = 9
+    level: int = DEFAULT_LEVEL
     shard_size: str = DEFAULT_SHARD_SIZE
     workers: int = 1
     num_jobs: int = 1
@@ -503,7 +504,8 @@ def _decode_in_worker(items: list[Item]) -> list[list]:
 
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
                extra_manifest: dict[str, Any] | Callable[[str], dict[str, Any] | None] | None = None,
-               on_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
+               on_done: Callable[[dict], None] | None = None,
+               on_items: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged).
 
     ``extra_manifest`` is merged into each split's manifest; a callable is called with the split
@@ -541,7 +543,12 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
 
     commons = {t.name: {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)}
                for t in todo}
-    progress = (lambda n: bar.update(n)) if bar is not None else (lambda n: None)
+    def progress(n: int) -> None:  # items of a group written (done or failed)
+        if bar is not None:
+            bar.update(n)
+        if on_items:
+            on_items(n)
+
     if cfg.workers <= 1 or not todo:
         groups = _groups(source, todo, cfg, fe, lambda items: (lambda: decode_items(source, items, cfg, fe)))
         _write_groups(groups, cfg, commons, 0, done, progress)
