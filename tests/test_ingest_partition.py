@@ -203,3 +203,18 @@ def test_folder_estimate_counts_long_recordings(tmp_path):
     fe = get_preset("byol_a")
     assert estimate_bytes(src, its["long.wav"], fe) == 0.8 * 2 * 64 * 3001  # 30 s from the header
     assert estimate_bytes(src, its["x.mp3"], fe) == 5000.0  # no header read: the file's size
+
+
+def test_realistic_corpus_is_deterministic_and_noisy(tmp_path):
+    from ingest.demo import SCENES, make_realistic_clip, write_realistic_corpus
+
+    a, scene = make_realistic_clip(0, 3, seconds=2.0)
+    b, _ = make_realistic_clip(0, 3, seconds=2.0)
+    assert np.array_equal(a, b) and scene == SCENES[3] and a.dtype == np.float32 and a.size == 32000
+    assert not np.array_equal(a, make_realistic_clip(1, 3, seconds=2.0)[0])
+    peak_db = 20 * np.log10(np.abs(a).max())
+    assert -21 < peak_db <= -0.9  # peaks at -20 to -1 dB FS
+    frames = a[: 32000 // 320 * 320].reshape(-1, 320)  # 20-ms frames: the background never stops
+    assert (np.sqrt((frames ** 2).mean(axis=1)) > 1e-4).all()
+    paths = write_realistic_corpus(str(tmp_path), 5, seconds=1.0)
+    assert [os.path.basename(os.path.dirname(p)) for p in paths] == list(SCENES)
