@@ -130,10 +130,11 @@ class Views(Sampler):
         x = np.ascontiguousarray(x, dtype=np.float32)
         keep = np.ones(b, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         before = np.cumsum(keep) - keep  # valid rows before each row
-        out = np.zeros((2, b, 1, n_f, n_t), dtype=np.float32)
+        out = np.empty((2, b, 1, n_f, n_t), dtype=np.float32)  # every view is written below (zero-filling cost ~5 us/row)
         if self.mixup:
             mx = x.reshape(b, -1).max(axis=1).astype(np.float64)
-            lin = np.exp(x - mx.astype(np.float32)[:, None, None])  # exp(x - max), as MixupMemory keeps it
+            lin = np.subtract(x, mx.astype(np.float32)[:, None, None])
+            np.exp(lin, out=lin)  # exp(x - max), as MixupMemory keeps it
             mem = self.memory
             size, t0 = max(self.memory_size, 0), mem.total
             avail = np.minimum(t0 + before, size)  # entries row r can draw from (FIFO of the last `size` pushed)
@@ -161,7 +162,8 @@ class Views(Sampler):
                     ii, jj, hh, ww = i_l[v][r], j_l[v][r], h_l[v][r], w_l[v][r]
                     a, e = max(jj, x0), min(jj + ww, x0 + n_t)  # canvas columns holding the input
                     if e <= a:
-                        continue  # the crop lies outside the input: zeros
+                        out[v, r] = 0.0  # the crop lies outside the input: zeros
+                        continue
                     rows, cols = slice(ii, ii + hh), slice(a - x0, e - x0)
                 else:
                     rows, cols = slice(None), slice(None)
