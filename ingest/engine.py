@@ -497,6 +497,16 @@ def _worker_init(source: Source | None = None, cfg: IngestConfig | None = None,
     _WORKER = (source, cfg, fe)
 
 
+def _pool_context():
+    """``forkserver`` where available: one server process imports torch once (``ingest.engine``) and forks
+    the workers, instead of every spawned worker importing it again (seconds each); else ``spawn``."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["ingest.engine"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _decode_in_worker(items: list[Item]) -> list[list]:
     source, cfg, fe = _WORKER
     return decode_items(source, items, cfg, fe)
@@ -555,8 +565,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     else:
         # Workers decode groups of items, whatever shard they belong to; this process writes them in key
         # order, so every worker stays busy on a one-shard folder and the bytes do not depend on --workers.
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe)) as pool:
+        with _pool_context().Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe)) as pool:
             groups = _groups(source, todo, cfg, fe, lambda items: pool.apply_async(_decode_in_worker, (items,)))
             _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress)
     if bar is not None:
