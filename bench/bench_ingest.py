@@ -35,7 +35,18 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=160)
     ap.add_argument("--real-clips", type=int, default=240, help="clips of the realistic corpus")
     ap.add_argument("--rounds", type=int, default=3, help="alternating 1-/2-worker runs per folder layout (median)")
+    ap.add_argument("--parallel-only", action="store_true", help="only the 1- vs 2-worker runs on the realistic corpus")
     a = ap.parse_args()
+    if a.parallel_only:
+        tmp = tempfile.mkdtemp(prefix="bench_ingest_")
+        try:
+            write_realistic_corpus(os.path.join(tmp, "real"), a.real_clips, seed=0)
+            par = parallel(os.path.join(tmp, "real"), tmp, a.real_clips, a.rounds)
+            report_parallel(par, a.real_clips, a.rounds)
+            print(f"wrote {merge_results('ingest', {'realistic_parallel': _par_json(par, a.real_clips)})}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     tmp = tempfile.mkdtemp(prefix="bench_ingest_")
     try:
         audio = os.path.join(tmp, "audio")
@@ -113,11 +124,7 @@ def main() -> None:
         print(f"\ndefault codec {default}: {sizes[default]['kb_per_clip'] / wav_kb:.3f} x WAV, "
               f"{sizes[default]['kb_per_clip'] / flac_kb:.3f} x FLAC, "
               f"{sizes[default]['kb_per_clip'] / sizes['f16planes']['kb_per_clip']:.4f} x f16planes")
-        print(f"\nrealistic corpus: {a.real_clips} x 10-s clips, 2 workers vs 1 (median of {a.rounds} alternating runs)")
-        print(table([[lay, w, r["total"], r["total"] / w, r["steady"] / w, r["steady_ratio"] if w == 2 else ""]
-                     for lay, per in par.items() for w, r in per.items()],
-                    ["folder", "workers", "clips/s", "clips/s per worker", "per worker, workers started",
-                     "2w/1w started"]))
+        report_parallel(par, a.real_clips, a.rounds)
         print()
         print(table([[f"{c} (level {lv})", r["kb_per_clip"], r["kb_per_clip_checksummed"], r["encode_ms_per_clip"],
                       r["decode_us_per_clip"], "yes" if r["lossless"] else "no"] for (c, lv), r in real_sizes.items()]
@@ -125,8 +132,8 @@ def main() -> None:
                     ["codec (realistic corpus)", "KB per clip", "+4 B/zstd frame", "encode ms/clip", "decode us/clip",
                      "lossless"]))
         path = merge_results("ingest", {
+            "realistic_parallel": _par_json(par, a.real_clips),
             "realistic": {"clips": a.real_clips, "wav_kb_per_clip": real_wav_kb,
-                          "parallel": {lay: {str(w): r for w, r in per.items()} for lay, per in par.items()},
                           "codecs": {f"{c}@{lv}": r for (c, lv), r in real_sizes.items()},
                           "default_kb_per_clip_checksummed":
                               real_sizes[(shards.DEFAULT_CODEC, shards.codec.DEFAULT_LEVEL)]["kb_per_clip_checksummed"]},
@@ -142,11 +149,28 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _par_json(par: dict, clips: int) -> dict:
+    return {"clips": clips, "load_average_1m": round(os.getloadavg()[0], 2),
+            **{lay: {str(w): r for w, r in per.items()} for lay, per in par.items()}}
+
+
+def report_parallel(par: dict, clips: int, rounds: int) -> None:
+    print(f"\nrealistic corpus: {clips} x 10-s clips, 2 workers vs 1 (median of {rounds} alternating runs)")
+    print(table([[lay, w, r["processes_decoding"], r["total"], r["steady"] / w, r["steady_ratio"] if w == 2 else "",
+                  r["cores_busy"], r["clips_per_cpu_s"]]
+                 for lay, per in par.items() for w, r in per.items()],
+                ["folder", "workers", "decoding", "clips/s", "per worker, started", "2w/1w started",
+                 "cores busy", "clips per CPU-s"]))
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
 def parallel(folder: str, tmp: str, clips: int, rounds: int) -> dict[str, dict[int, dict[str, float]]]:
     """Clips/s of 1 and 2 workers on the folder as one shard and as many (8 clips per shard), alternating.
 
     ``total`` counts the whole run (with the start of the worker processes, seconds each for importing torch);
-    ``steady`` the items written after the first ``2 x workers`` groups (16 clips each), when all have started."""
+    ``steady`` the items written after the first ``2 x workers`` groups (16 clips each), when all have started;
+    ``cores_busy`` the decoding CPU seconds of all workers per wall second (on a shared machine, the share of
+    the cores they got) and ``clips_per_cpu_s`` the clips per decoding CPU second."""
     res: dict[str, dict[int, list]] = {"one shard": {1: [], 2: []}, "many shards": {1: [], 2: []}}
     for r in range(rounds):
         for layout, size in (("one shard", str(clips)), ("many shards", "8")):
@@ -160,14 +184,18 @@ def parallel(folder: str, tmp: str, clips: int, rounds: int) -> dict[str, dict[i
                 dt = time.perf_counter() - t0
                 skip = min(2 * workers, len(marks) - 2)  # groups written while the workers were starting
                 steady = sum(n for _, n in marks[skip + 1:]) / max(marks[-1][0] - marks[skip][0], 1e-9)
-                res[layout][workers].append((s["ingested"] / dt, steady, s["planned_shards"]))
+                cpu = sum(w["cpu_s"] for w in s["workers"].values())
+                res[layout][workers].append((s["ingested"] / dt, steady, s["planned_shards"], cpu / dt,
+                                             s["ingested"] / cpu, len(s["workers"])))
                 shutil.rmtree(out)
     out: dict[str, dict[int, dict[str, float]]] = {}
     for layout, per in res.items():
         out[layout] = {}
         for w, runs in per.items():
-            out[layout][w] = {"total": float(np.median([t for t, _, _ in runs])),
-                              "steady": float(np.median([st for _, st, _ in runs])), "shards": runs[0][2]}
+            out[layout][w] = {"total": float(np.median([r[0] for r in runs])), "steady": float(np.median([r[1] for r in runs])),
+                              "shards": runs[0][2], "cores_busy": float(np.median([r[3] for r in runs])),
+                              "clips_per_cpu_s": float(np.median([r[4] for r in runs])),
+                              "processes_decoding": min(r[5] for r in runs)}
         ratios = [b[1] / a_[1] for a_, b in zip(per[1], per[2])]  # run by run: the same machine moments
         out[layout][2]["steady_ratio"] = float(np.median(ratios))
         out[layout][2]["total_ratio"] = float(np.median([b[0] / a_[0] for a_, b in zip(per[1], per[2])]))

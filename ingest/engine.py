@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import re
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -413,9 +414,12 @@ def _groups(source: Source, tasks: list[ShardTask], cfg: IngestConfig, fe: Front
 
 
 def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str, dict], window: int,
-                  done: Callable[[dict], None], progress: Callable[[int], None]) -> None:
+                  done: Callable[[dict], None], progress: Callable[[int], None],
+                  workers: dict[str, dict] | None = None) -> None:
     """Write the groups' samples in plan (= key) order, one shard at a time, keeping up to ``window``
-    groups decoding ahead; ``done(record)`` after each shard, ``progress(items)`` after each group."""
+    groups decoding ahead; ``done(record)`` after each shard, ``progress(items)`` after each group;
+    ``workers`` collects the items and CPU seconds of each decoding process."""
+    workers = {} if workers is None else workers
     pending: deque[_Group] = deque()
     w: ShardWriter | None = None
 
@@ -424,7 +428,13 @@ def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str
         if w is None:
             w = ShardWriter(os.path.join(cfg.out, grp.task.split), grp.task.name, codec=cfg.codec, level=cfg.level,
                             common=commons[grp.task.name])
-        res = deque() if grp.result is None else deque(grp.result() if callable(grp.result) else grp.result.get())
+        got = None if grp.result is None else (grp.result() if callable(grp.result) else grp.result.get())
+        if got is not None:
+            pid, cpu, got = got
+            st = workers.setdefault(str(pid), {"items": 0, "cpu_s": 0.0})
+            st["items"] += len(got)
+            st["cpu_s"] += cpu
+        res = deque(got or ())
         for it, old in zip(grp.items, grp.olds):
             if old is not None:
                 w.add(it.key, old[0], old[1])
@@ -457,7 +467,7 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
                 common: dict[str, Any]) -> dict[str, Any]:
     """Decode every item of one planned shard in this process and write it atomically; its record."""
     recs: list[dict] = []
-    groups = _groups(source, [task], cfg, fe, lambda items: (lambda: decode_items(source, items, cfg, fe)))
+    groups = _groups(source, [task], cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
     _write_groups(groups, cfg, {task.name: common}, 0, recs.append, lambda n: None)
     with open(_record_path(cfg.out, task.split, task.name)) as f:
         return json.load(f)
@@ -507,9 +517,16 @@ def _pool_context():
     return mp.get_context("spawn")
 
 
-def _decode_in_worker(items: list[Item]) -> list[list]:
+def _timed_decode(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig) -> tuple[int, float, list]:
+    """``(pid, CPU seconds, decode_items(...))``: the decoding process and what the group cost it."""
+    t = time.process_time()
+    out = decode_items(source, items, cfg, fe)
+    return os.getpid(), time.process_time() - t, out
+
+
+def _decode_in_worker(items: list[Item]) -> tuple[int, float, list]:
     source, cfg, fe = _WORKER
-    return decode_items(source, items, cfg, fe)
+    return _timed_decode(source, items, cfg, fe)
 
 
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
@@ -551,6 +568,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         if on_done:
             on_done(r)
 
+    workers: dict[str, dict] = {}
     commons = {t.name: {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)}
                for t in todo}
     def progress(n: int) -> None:  # items of a group written (done or failed)
@@ -560,14 +578,14 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
             on_items(n)
 
     if cfg.workers <= 1 or not todo:
-        groups = _groups(source, todo, cfg, fe, lambda items: (lambda: decode_items(source, items, cfg, fe)))
-        _write_groups(groups, cfg, commons, 0, done, progress)
+        groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
+        _write_groups(groups, cfg, commons, 0, done, progress, workers)
     else:
         # Workers decode groups of items, whatever shard they belong to; this process writes them in key
         # order, so every worker stays busy on a one-shard folder and the bytes do not depend on --workers.
         with _pool_context().Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe)) as pool:
             groups = _groups(source, todo, cfg, fe, lambda items: pool.apply_async(_decode_in_worker, (items,)))
-            _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress)
+            _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress, workers)
     if bar is not None:
         bar.close()
     manifests = {}
@@ -582,6 +600,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         if missing:
             log.warning("--merge: %d planned shards are not written yet (%s ...); the manifests list the others",
                         len(missing), ", ".join(missing[:3]))
+    summary["workers"] = workers  # per decoding process: items and CPU seconds (every worker busy?)
     summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
     summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
     return summary

@@ -159,6 +159,7 @@ def test_two_workers_share_one_shard_and_write_the_same_bytes(tmp_path):
         s = run_ingest(_PidSource(src, marks) if workers == 2 else _PidSource(src, marks1, wait=False),
                        IngestConfig(out=str(outs[workers]), workers=workers, decode_batch=2, progress=False))
         assert s["planned_shards"] == 1 and s["ingested"] == 12
+        assert len(s["workers"]) == workers and sum(w["items"] for w in s["workers"].values()) == 12
     pids = {n.split(".")[0] for n in os.listdir(marks)}
     assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes decoded items of the one shard
     assert len(os.listdir(marks)) == 12  # each item decoded exactly once
