@@ -1,13 +1,14 @@
 """The ingest engine: items from a source -> decode -> frontend -> shards, resumable and parallel.
 
-Plan: the items of each split are sorted by key and cut into consecutive groups of
-``shard_size``; group ``i`` becomes shard ``<dataset>-<split>-%06d.tar``.  The plan depends only on
-the item list, so the keys and bytes of every sample do not depend on ``--workers`` or
-``--num-jobs`` (job ``j`` of ``N`` writes the shards with ``i % N == j``).  A shard is finished when
-its tar and its sidecar record exist and the tar's size matches; a rerun skips finished shards
-(a shard whose record lists transient failures is redone so they are retried).  Workers each
-write whole shards; the main process shows the progress bar and, when the plan is complete,
-builds ``manifest.json`` and ``failures.jsonl``.
+Plan: the items of each split are sorted by key and cut into consecutive groups of at most
+``--shard-size`` clips and estimated bytes; group ``i`` becomes shard ``<dataset>-<split>-%06d.tar``.
+The plan depends only on the item list, so the keys and bytes of every sample do not depend on
+``--workers`` or ``--num-jobs`` (job ``j`` of ``N`` writes the shards with ``i % N == j``).  A shard is
+finished when its tar and its sidecar record exist and the tar's size matches; a rerun skips finished
+shards (a shard whose record lists transient failures is redone so they are retried).  Worker
+processes decode groups of ``decode_batch`` items (decode, checks, log-mel, codec), whichever shard they
+belong to; the main process writes their samples in plan order, one shard at a time, shows the progress
+bar and, when the plan is complete, builds ``manifest.json`` and ``failures.jsonl``.
 """
 from __future__ import annotations
 
