@@ -4,8 +4,12 @@
 folder ingest (ffmpeg decode + torchaudio log-mel + codec + tar write) with 1 and 2 workers.
 FLAC goes through the batched decode (``DECODE_BATCH`` files per ffmpeg process) and, for
 comparison, one ffmpeg process per file (``--decode-batch 1``).
-Sizes compare each codec with 16-bit WAV and FLAC of the same audio; decode time per clip is
-what the training reader pays.
+
+A realistic corpus (``ingest.demo.make_realistic_clip``: speech, music with drums, bands, street scenes,
+with room reverb, background noise at -5 to 25 dB SNR, peaks at -20 to -1 dB FS) is ingested into one
+shard and into many shards with 1 and 2 workers (items, not shards, are shared out), and with every
+codec: KB per clip (also counting the 4-byte checksum per zstd frame that the shard format adds),
+encode and decode time per clip.  Sizes compare each codec with 16-bit WAV and FLAC of the same audio.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from _common import merge_results, table
 
 import shards
 from ingest.decode import transcode
-from ingest.demo import write_corpus
+from ingest.demo import write_corpus, write_realistic_corpus
 from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest
 from ingest.sources.folder import FolderSource
 
@@ -65,7 +69,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=160)
     ap.add_argument("--checksum-only", action="store_true", help="only the checksum decode cost (one f16chunks ingest)")
+    ap.add_argument("--real-clips", type=int, default=240, help="clips of the realistic corpus")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating 1-/2-worker runs per folder layout (median)")
+    ap.add_argument("--parallel-only", action="store_true", help="only the 1- vs 2-worker runs on the realistic corpus")
     a = ap.parse_args()
+    if a.parallel_only:
+        tmp = tempfile.mkdtemp(prefix="bench_ingest_")
+        try:
+            write_realistic_corpus(os.path.join(tmp, "real"), a.real_clips, seed=0)
+            par = parallel(os.path.join(tmp, "real"), tmp, a.real_clips, a.rounds)
+            report_parallel(par, a.real_clips, a.rounds)
+            print(f"wrote {merge_results('ingest', {'realistic_parallel': _par_json(par, a.real_clips)})}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     tmp = tempfile.mkdtemp(prefix="bench_ingest_")
     try:
         audio = os.path.join(tmp, "audio")
@@ -106,6 +123,11 @@ def main() -> None:
             if len(done) > workers:
                 steady[(label, workers, batch)] = (sum(n for _, n in done[workers:]) / (done[-1][0] - done[workers - 1][0])
                                                    / workers)
+        real = os.path.join(tmp, "real")
+        real_wavs = write_realistic_corpus(real, a.real_clips, seed=0)
+        real_wav_kb = float(np.mean([os.path.getsize(p) for p in real_wavs])) / 1024
+        par = parallel(real, tmp, a.real_clips, a.rounds)
+        real_sizes = codec_sizes(real, tmp, "real", levels={"f16chunks": (9, shards.codec.DEFAULT_LEVEL)})
         rows, sizes = [], {}
         for codec in ("f16", "f16planes", "f16chunks", "u8"):
             out = os.path.join(tmp, f"out_{codec}")
@@ -144,7 +166,19 @@ def main() -> None:
         print(f"\ndefault codec {default}: {sizes[default]['kb_per_clip'] / wav_kb:.3f} x WAV, "
               f"{sizes[default]['kb_per_clip'] / flac_kb:.3f} x FLAC, "
               f"{sizes[default]['kb_per_clip'] / sizes['f16planes']['kb_per_clip']:.4f} x f16planes")
+        report_parallel(par, a.real_clips, a.rounds)
+        print()
+        print(table([[f"{c} (level {lv})", r["kb_per_clip"], r["kb_per_clip_checksummed"], r["encode_ms_per_clip"],
+                      r["decode_us_per_clip"], "yes" if r["lossless"] else "no"] for (c, lv), r in real_sizes.items()]
+                    + [["wav16", real_wav_kb, "", "", "", "yes"]],
+                    ["codec (realistic corpus)", "KB per clip", "+4 B/zstd frame", "encode ms/clip", "decode us/clip",
+                     "lossless"]))
         path = merge_results("ingest", {
+            "realistic_parallel": _par_json(par, a.real_clips),
+            "realistic": {"clips": a.real_clips, "wav_kb_per_clip": real_wav_kb,
+                          "codecs": {f"{c}@{lv}": r for (c, lv), r in real_sizes.items()},
+                          "default_kb_per_clip_checksummed":
+                              real_sizes[(shards.DEFAULT_CODEC, shards.codec.DEFAULT_LEVEL)]["kb_per_clip_checksummed"]},
             "clips_per_s_per_worker": speed[("wav", 1, DECODE_BATCH)], "clips_per_s_per_worker_flac_ffmpeg": flac,
             "clips_per_s_per_worker_flac_ffmpeg_per_file": flac1, "decode_batch": DECODE_BATCH,
             "clips_per_s_per_worker_2workers": speed[("wav", 2, DECODE_BATCH)],
@@ -155,6 +189,100 @@ def main() -> None:
         print(f"wrote {path}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _par_json(par: dict, clips: int) -> dict:
+    return {"clips": clips, "load_average_1m": round(os.getloadavg()[0], 2),
+            **{lay: {str(w): r for w, r in per.items()} for lay, per in par.items()}}
+
+
+def report_parallel(par: dict, clips: int, rounds: int) -> None:
+    print(f"\nrealistic corpus: {clips} x 10-s clips, 2 workers vs 1 (median of {rounds} alternating runs)")
+    print(table([[lay, w, r["processes_decoding"], r["total"], r["steady"] / w, r["steady_ratio"] if w == 2 else "",
+                  r["cores_busy"], r["clips_per_cpu_s"]]
+                 for lay, per in par.items() for w, r in per.items()],
+                ["folder", "workers", "decoding", "clips/s", "per worker, started", "2w/1w started",
+                 "cores busy", "clips per CPU-s"]))
+    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+def parallel(folder: str, tmp: str, clips: int, rounds: int) -> dict[str, dict[int, dict[str, float]]]:
+    """Clips/s of 1 and 2 workers on the folder as one shard and as many (8 clips per shard), alternating.
+
+    ``total`` counts the whole run (with the start of the worker processes, seconds each for importing torch);
+    ``steady`` the items written after the first ``2 x workers`` groups (16 clips each), when all have started;
+    ``cores_busy`` the decoding CPU seconds of all workers per wall second (on a shared machine, the share of
+    the cores they got) and ``clips_per_cpu_s`` the clips per decoding CPU second."""
+    res: dict[str, dict[int, list]] = {"one shard": {1: [], 2: []}, "many shards": {1: [], 2: []}}
+    for r in range(rounds):
+        for layout, size in (("one shard", str(clips)), ("many shards", "8")):
+            for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                out = os.path.join(tmp, f"par_{r}_{size}_{workers}")
+                marks: list[tuple[float, int]] = []
+                t0 = time.perf_counter()
+                s = run_ingest(FolderSource(folder, dataset="real"),
+                               IngestConfig(out=out, shard_size=size, workers=workers, progress=False),
+                               on_items=lambda n: marks.append((time.perf_counter(), n)))
+                dt = time.perf_counter() - t0
+                skip = min(2 * workers, len(marks) - 2)  # groups written while the workers were starting
+                steady = sum(n for _, n in marks[skip + 1:]) / max(marks[-1][0] - marks[skip][0], 1e-9)
+                cpu = sum(w["cpu_s"] for w in s["workers"].values())
+                res[layout][workers].append((s["ingested"] / dt, steady, s["planned_shards"], cpu / dt,
+                                             s["ingested"] / cpu, len(s["workers"])))
+                shutil.rmtree(out)
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for layout, per in res.items():
+        out[layout] = {}
+        for w, runs in per.items():
+            out[layout][w] = {"total": float(np.median([r[0] for r in runs])), "steady": float(np.median([r[1] for r in runs])),
+                              "shards": runs[0][2], "cores_busy": float(np.median([r[3] for r in runs])),
+                              "clips_per_cpu_s": float(np.median([r[4] for r in runs])),
+                              "processes_decoding": min(r[5] for r in runs)}
+        ratios = [b[1] / a_[1] for a_, b in zip(per[1], per[2])]  # run by run: the same machine moments
+        out[layout][2]["steady_ratio"] = float(np.median(ratios))
+        out[layout][2]["total_ratio"] = float(np.median([b[0] / a_[0] for a_, b in zip(per[1], per[2])]))
+    return out
+
+
+def codec_sizes(folder: str, tmp: str, tag: str, levels: dict[str, tuple[int, ...]]) -> dict[tuple[str, int], dict]:
+    """KB per clip of every codec on ``folder`` (+ 4 bytes per zstd frame: the checksums of the shard format),
+    encode ms and decode us per clip (one process)."""
+    import json as _j
+
+    import zstandard
+
+    from ingest.decode import decode_audio
+    from ingest.frontend import get_preset, logmel
+
+    out = {}
+    fe = get_preset("byol_a")
+    mels = [logmel(decode_audio(p, 16000), fe) for p in sorted(
+        os.path.join(dp, f) for dp, _, fs in os.walk(folder) for f in fs if f.endswith(".wav"))[:40]]
+    for codec in ("f16", "f16planes", "f16chunks", "u8"):
+        for level in levels.get(codec, (shards.codec.DEFAULT_LEVEL,)):
+            d = os.path.join(tmp, f"codec_{tag}_{codec}_{level}")
+            run_ingest(FolderSource(folder, dataset="real"), IngestConfig(out=d, codec=codec, level=level, progress=False))
+            m = shards.read_manifest(os.path.join(d, "train"))
+            members = [mem for p in shards.shard_paths(os.path.join(d, "train")) for _, mem in shards.iter_tar_samples(p)]
+            datas = [mem["mel.npy.zst"] for mem in members]
+            metas = [_j.loads(mem["json"]) for mem in members]
+            frames = [1 + len(mt.get("mel_chunks", {}).get("offsets", [])) for mt in metas]
+            t0 = time.thread_time()
+            for mel in mels:
+                shards.encode_mel(mel, codec, level)
+            enc_ms = (time.thread_time() - t0) / len(mels) * 1e3
+            t0 = time.thread_time()
+            for _ in range(3):
+                for data, meta in zip(datas, metas):
+                    shards.decode_mel(data, meta)
+            dec_us = (time.thread_time() - t0) / (3 * len(datas)) * 1e6
+            kb = float(np.mean([len(x) for x in datas])) / 1024
+            out[(codec, level)] = {"kb_per_clip": kb, "kb_per_clip_checksummed": kb + 4 * float(np.mean(frames)) / 1024,
+                                   "zstd_frames_per_clip": float(np.mean(frames)), "encode_ms_per_clip": enc_ms,
+                                   "decode_us_per_clip": dec_us, "lossless": bool(m["codec"]["lossless"]),
+                                   "max_abs_error": m["codec"]["max_abs_error"]}
+            shutil.rmtree(d)
+    return out
 
 
 if __name__ == "__main__":

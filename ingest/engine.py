@@ -1,13 +1,14 @@
 """The ingest engine: items from a source -> decode -> frontend -> shards, resumable and parallel.
 
-Plan: the items of each split are sorted by key and cut into consecutive groups of
-``shard_size``; group ``i`` becomes shard ``<dataset>-<split>-%06d.tar``.  The plan depends only on
-the item list, so the keys and bytes of every sample do not depend on ``--workers`` or
-``--num-jobs`` (job ``j`` of ``N`` writes the shards with ``i % N == j``).  A shard is finished when
-its tar and its sidecar record exist and the tar's size matches; a rerun skips finished shards
-(a shard whose record lists transient failures is redone so they are retried).  Workers each
-write whole shards; the main process shows the progress bar and, when the plan is complete,
-builds ``manifest.json`` and ``failures.jsonl``.
+Plan: the items of each split are sorted by key and cut into consecutive groups of at most
+``--shard-size`` clips and estimated bytes; group ``i`` becomes shard ``<dataset>-<split>-%06d.tar``.
+The plan depends only on the item list, so the keys and bytes of every sample do not depend on
+``--workers`` or ``--num-jobs`` (job ``j`` of ``N`` writes the shards with ``i % N == j``).  A shard is
+finished when its tar and its sidecar record exist and the tar's size matches; a rerun skips finished
+shards (a shard whose record lists transient failures is redone so they are retried).  Worker
+processes decode groups of ``decode_batch`` items (decode, checks, log-mel, codec), whichever shard they
+belong to; the main process writes their samples in plan order, one shard at a time, shows the progress
+bar and, when the plan is complete, builds ``manifest.json`` and ``failures.jsonl``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import multiprocessing as mp
 import os
 import re
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
@@ -24,6 +26,8 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
+from shards.codec import DEFAULT_LEVEL
+from shards.writer import EncodedSample, encode_sample
 from shards.format import PARTS_DIR, check_name
 from shards.frontend import FrontendConfig, get_preset, logmel
 
@@ -72,6 +76,9 @@ class Source(Protocol):
     def load(self, item: Item, sample_rate: int) -> np.ndarray: ...
 
 
+# Default --shard-size: 1000 clips or about 256 MB, whichever comes first (WebDataset recommends 100 MB-1 GB
+# shards); 1000 ten-second clips make about 100 MB, so the byte limit matters for long recordings.
+DEFAULT_SHARD_SIZE = "1000,256MB"
 # Items a source's ``load_many`` decodes at once (one ffmpeg process for the folder source).
 DECODE_BATCH = 16
 
@@ -81,8 +88,8 @@ class IngestConfig:
     out: str
     preset: str = "byol_a"
     codec: str = "f16chunks"
-    level: int = 9
-    shard_size: str = "1000"
+    level: int = DEFAULT_LEVEL
+    shard_size: str = DEFAULT_SHARD_SIZE
     workers: int = 1
     num_jobs: int = 1
     job_index: int = 0
@@ -98,18 +105,57 @@ class IngestConfig:
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
 
 
-def samples_per_shard(spec: str, est_bytes_per_item: float = 100_000.0) -> int:
-    """``"1000"`` -> 1000 samples; ``"200MB"`` -> samples estimated from ~100 KB per 10-s clip."""
-    m = _SIZE_RE.match(str(spec))
+def _parse_size(spec: str, part: str) -> tuple[int | None, float | None]:
+    m = _SIZE_RE.match(part)
     if not m:
-        raise ValueError(f"--shard-size {spec!r}: give a sample count (1000) or a size (200MB)")
+        raise ValueError(f"--shard-size {spec!r}: give a sample count (1000), a size (200MB) or both (1000,256MB)")
     num, unit, b = float(m.group(1)), m.group(2).lower(), m.group(3)
     if not unit and not b:
         if num < 1 or num != int(num):
             raise ValueError(f"--shard-size {spec!r}: sample count must be a positive integer")
-        return int(num)
-    nbytes = num * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit]
-    return max(1, int(nbytes // est_bytes_per_item))
+        return int(num), None
+    return None, num * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit]
+
+
+def shard_limits(spec: str) -> tuple[int | None, float | None]:
+    """``"1000"`` -> (1000, None); ``"200MB"`` -> (None, 2e8); ``"1000,256MB"`` -> (1000, 2.56e8): a shard
+    is closed when it reaches either limit."""
+    count, nbytes = None, None
+    parts = [p for p in str(spec).split(",")]
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"--shard-size {spec!r}: at most one count and one size")
+    for part in parts:
+        c, b = _parse_size(spec, part)
+        if (c is not None and count is not None) or (b is not None and nbytes is not None):
+            raise ValueError(f"--shard-size {spec!r}: at most one count and one size")
+        count, nbytes = (c if c is not None else count), (b if b is not None else nbytes)
+    return count, nbytes
+
+
+def samples_per_shard(spec: str, est_bytes_per_item: float = 100_000.0) -> int:
+    """``"1000"`` -> 1000 samples; ``"200MB"`` -> samples estimated from ~100 KB per 10-s clip."""
+    count, nbytes = shard_limits(spec)
+    if count is not None and nbytes is None:
+        return count
+    by_bytes = max(1, int(nbytes // est_bytes_per_item))
+    return by_bytes if count is None else min(count, by_bytes)
+
+
+def estimate_bytes(source: "Source", item: Item, fe: FrontendConfig) -> float:
+    """Shard bytes an item will take, known before decoding so the shard plan stays deterministic.
+
+    From its duration (``end - start``, or the source's ``estimate_seconds(item)``) at about 80 % of
+    float16 log-mel bytes (the lossless codecs' ratio), else the size of its file (compressed audio is
+    at least that large), else 100 KB (a 10-s clip)."""
+    seconds = (item.end - item.start) if (item.start is not None and item.end is not None) else None
+    if seconds is None and hasattr(source, "estimate_seconds"):
+        seconds = source.estimate_seconds(item)
+    if seconds is not None:
+        return 0.8 * 2 * fe.n_mels * (1 + seconds * fe.sample_rate / fe.hop_length)
+    try:
+        return float(os.path.getsize(item.origin))
+    except (OSError, TypeError, ValueError):
+        return 100_000.0
 
 
 def check_clip(wav: np.ndarray, fe: FrontendConfig, min_seconds: float = 0.0,
@@ -155,8 +201,10 @@ class ShardTask:
     items: list[Item]
 
 
-def plan(items: list[Item], dataset: str, per_shard: int) -> list[ShardTask]:
-    """Deterministic shard plan: per split, items sorted by key, cut into groups of ``per_shard``."""
+def plan(items: list[Item], dataset: str, per_shard: int | None, max_bytes: float | None = None,
+         size_of: Callable[[Item], float] | None = None) -> list[ShardTask]:
+    """Deterministic shard plan: per split, items sorted by key, cut into groups of at most ``per_shard``
+    items and, with ``max_bytes``, at most that many estimated bytes (``size_of``; at least one item)."""
     by_split: dict[str, list[Item]] = {}
     seen: set[str] = set()
     for it in items:
@@ -168,9 +216,22 @@ def plan(items: list[Item], dataset: str, per_shard: int) -> list[ShardTask]:
     tasks = []
     for split in sorted(by_split):
         its = sorted(by_split[split], key=lambda x: x.key)
-        for i in range(0, len(its), per_shard):
-            idx = i // per_shard
-            tasks.append(ShardTask(idx, shard_name(dataset, split, idx), split, its[i:i + per_shard]))
+        cur: list[Item] = []
+        size = 0.0
+        for it in its:
+            b = size_of(it) if max_bytes is not None and size_of is not None else 0.0
+            if cur and ((per_shard is not None and len(cur) >= per_shard)
+                        or (max_bytes is not None and size + b > max_bytes)):
+                tasks.append(ShardTask(len(tasks), "", split, cur))
+                cur, size = [], 0.0
+            cur.append(it)
+            size += b
+        if cur:
+            tasks.append(ShardTask(len(tasks), "", split, cur))
+    first: dict[str, int] = {}
+    for t in tasks:  # number the shards of each split from 0
+        t.index -= first.setdefault(t.split, t.index)
+        t.name = shard_name(dataset, t.split, t.index)
     return tasks
 
 
@@ -286,100 +347,193 @@ def _batch_loader(source: Source) -> Callable[[list[Item], int], list] | None:
     return fn
 
 
-def _loaded(source: Source, items: list[Item], prev: _PreviousShard | None, sample_rate: int,
-            batch: int) -> Iterator[tuple[Item, tuple[np.ndarray, dict] | None, Any]]:
-    """``(item, reused sample or None, audio | exception | None)`` for ``items``, in order.
+def _outcomes(source: Source, it: Item, got: Any, cfg: IngestConfig, fe: FrontendConfig) -> list:
+    """Decode + check + log-mel + encode one item: a list of ``EncodedSample`` (one, or one per cut
+    clip) and failure dicts.  ``got`` is the audio from ``load_many``, its exception, or None (load)."""
+    try:
+        if isinstance(got, BaseException):
+            raise got
+        wav = source.load(it, fe.sample_rate) if got is None else got
+        expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
+        check_clip(wav, fe, cfg.min_seconds, expected)
+        cuts = segments(wav.size, fe.sample_rate, cfg.segment_seconds)
+        if len(cuts) == 1:
+            return [encode_sample(it.key, logmel(wav, fe), _meta(it, source.dataset, wav.size / fe.sample_rate),
+                                  cfg.codec, cfg.level)]
+        return _segment_outcomes(it, wav, cuts, source.dataset, fe, cfg)
+    except SkipItem as e:
+        return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": e.reason,
+                 "reason": str(e), "permanent": e.permanent, "attempts": e.attempts}]
+    except DecodeError as e:
+        return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "undecodable",
+                 "reason": f"undecodable: {e}", "permanent": True, "attempts": 1}]
 
-    With a batched loader the items are decoded ``batch`` at a time (None: load the item alone
-    with ``source.load``); items reused from the previous version of the shard are never decoded.
-    """
-    load_many = _batch_loader(source) if batch > 1 else None
-    step = batch if load_many is not None else 1
-    for g in range(0, len(items), step):
-        group = items[g:g + step]
-        olds = [prev.take(it, source.dataset) if prev is not None else None for it in group]
-        need = [it for it, old in zip(group, olds) if old is None]
-        got: deque = deque([None] * len(need))
-        if load_many is not None and need:
-            got = deque(load_many(need, sample_rate))
-            if len(got) != len(need):
-                raise RuntimeError(f"{type(source).__name__}.load_many returned {len(got)} results for {len(need)} items")
-        for it, old in zip(group, olds):
-            yield it, old, (None if old is not None else got.popleft())  # popped: not kept past its item
+
+def decode_items(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig) -> list[list]:
+    """:func:`_outcomes` of each item, in order; a batched loader decodes them together (one ffmpeg
+    process for the folder source), else each is loaded alone with ``source.load``."""
+    load_many = _batch_loader(source) if cfg.decode_batch > 1 else None
+    got: list = [None] * len(items)
+    if load_many is not None:
+        got = list(load_many(items, fe.sample_rate))
+        if len(got) != len(items):
+            raise RuntimeError(f"{type(source).__name__}.load_many returned {len(got)} results for {len(items)} items")
+    return [_outcomes(source, it, g, cfg, fe) for it, g in zip(items, got)]
+
+
+@dataclass
+class _Group:
+    """Up to ``decode_batch`` consecutive items of one shard: the samples reused from the shard's previous
+    version (``olds``, None where the item is decoded) and the pending decode of the others."""
+
+    task: ShardTask
+    items: list[Item]
+    olds: list
+    result: Any  # AsyncResult, or a callable returning decode_items(...) (one process)
+    last: bool  # the shard's last group
+
+
+def _groups(source: Source, tasks: list[ShardTask], cfg: IngestConfig, fe: FrontendConfig,
+            submit: Callable[[list[Item]], Any]) -> Iterator[_Group]:
+    """The groups of every shard in plan order; their decodes are submitted as they are generated."""
+    reuse = getattr(source, "reuse_samples", False)
+    for task in tasks:
+        prev = _PreviousShard(cfg.out, task, fe.hash(), cfg.codec) if reuse else None
+        try:
+            n = len(task.items)
+            for g in range(0, n, cfg.decode_batch):
+                items = task.items[g:g + cfg.decode_batch]
+                olds = [prev.take(it, source.dataset) if prev is not None else None for it in items]
+                need = [it for it, old in zip(items, olds) if old is None]
+                last = g + cfg.decode_batch >= n
+                if last and prev is not None:
+                    prev.close()  # the old tar is closed before the new one replaces it
+                yield _Group(task, items, olds, submit(need) if need else None, last)
+        finally:
+            if prev is not None:
+                prev.close()
+
+
+def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str, dict], window: int,
+                  done: Callable[[dict], None], progress: Callable[[int], None],
+                  workers: dict[str, dict] | None = None) -> None:
+    """Write the groups' samples in plan (= key) order, one shard at a time, keeping up to ``window``
+    groups decoding ahead; ``done(record)`` after each shard, ``progress(items)`` after each group;
+    ``workers`` collects the items and CPU seconds of each decoding process."""
+    workers = {} if workers is None else workers
+    pending: deque[_Group] = deque()
+    w: ShardWriter | None = None
+
+    def consume(grp: _Group) -> None:
+        nonlocal w
+        if w is None:
+            w = ShardWriter(os.path.join(cfg.out, grp.task.split), grp.task.name, codec=cfg.codec, level=cfg.level,
+                            common=commons[grp.task.name])
+        got = None if grp.result is None else (grp.result() if callable(grp.result) else grp.result.get())
+        if got is not None:
+            pid, cpu, got = got
+            st = workers.setdefault(str(pid), {"items": 0, "cpu_s": 0.0})
+            st["items"] += len(got)
+            st["cpu_s"] += cpu
+        res = deque(got or ())
+        for it, old in zip(grp.items, grp.olds):
+            if old is not None:
+                w.add(it.key, old[0], old[1])
+                continue
+            for out in res.popleft():
+                if isinstance(out, EncodedSample):
+                    w.add_encoded(out)
+                else:
+                    w.fail(out)
+        progress(len(grp.items))
+        if grp.last:
+            rec, w = w.close(), None
+            done({"name": rec["name"], "samples": rec["samples"], "failed": len(rec["failures"]),
+                  "seconds": rec["seconds"]})
+
+    try:
+        for grp in groups:
+            pending.append(grp)
+            while len(pending) > window:
+                consume(pending.popleft())
+        while pending:
+            consume(pending.popleft())
+    except BaseException:
+        if w is not None:
+            w.abort()
+        raise
 
 
 def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: FrontendConfig,
                 common: dict[str, Any]) -> dict[str, Any]:
-    """Decode every item of one planned shard and write it atomically (runs in a worker)."""
-    out_dir = os.path.join(cfg.out, task.split)
-    prev = _PreviousShard(cfg.out, task, fe.hash(), cfg.codec) if getattr(source, "reuse_samples", False) else None
-    w = ShardWriter(out_dir, task.name, codec=cfg.codec, level=cfg.level, common=common)
-    try:
-        for it, old, got in _loaded(source, task.items, prev, fe.sample_rate, cfg.decode_batch):
-            if old is not None:
-                w.add(it.key, old[0], old[1])
-                continue
-            try:
-                if isinstance(got, BaseException):
-                    raise got
-                wav = source.load(it, fe.sample_rate) if got is None else got
-                expected = (it.end - it.start) if (it.start is not None and it.end is not None) else None
-                check_clip(wav, fe, cfg.min_seconds, expected)
-                cuts = segments(wav.size, fe.sample_rate, cfg.segment_seconds)
-                if len(cuts) == 1:
-                    w.add(it.key, logmel(wav, fe), _meta(it, source.dataset, wav.size / fe.sample_rate))
-                else:
-                    _add_segments(w, it, wav, cuts, source.dataset, fe)
-            except SkipItem as e:
-                w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": e.reason,
-                        "reason": str(e), "permanent": e.permanent, "attempts": e.attempts})
-            except DecodeError as e:
-                w.fail({"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "undecodable",
-                        "reason": f"undecodable: {e}", "permanent": True, "attempts": 1})
-        if prev is not None:
-            prev.close()
-        return w.close()
-    except BaseException:
-        if prev is not None:
-            prev.close()
-        w.abort()
-        raise
+    """Decode every item of one planned shard in this process and write it atomically; its record."""
+    recs: list[dict] = []
+    groups = _groups(source, [task], cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
+    _write_groups(groups, cfg, {task.name: common}, 0, recs.append, lambda n: None)
+    with open(_record_path(cfg.out, task.split, task.name)) as f:
+        return json.load(f)
 
 
-def _add_segments(w: ShardWriter, it: Item, wav: np.ndarray, cuts: list[tuple[int, int]], dataset: str,
-                  fe: FrontendConfig) -> None:
+def _segment_outcomes(it: Item, wav: np.ndarray, cuts: list[tuple[int, int]], dataset: str,
+                      fe: FrontendConfig, cfg: IngestConfig) -> list:
     """The clips of one cut recording; an all-zero clip is recorded as a failure of its own."""
     base = float(it.start) if it.start is not None else 0.0
+    out: list = []
     for a, b in cuts:
         start_ms = int(round(a * 1000 / fe.sample_rate))
         key = segment_key(it.key, start_ms)
         piece = wav[a:b]
         if not np.any(piece):
-            w.fail({"key": key, "source_id": it.source_id, "origin": it.origin, "reason_class": "silent",
-                    "reason": "silent: all samples of this segment are zero", "permanent": True, "attempts": 1})
+            out.append({"key": key, "source_id": it.source_id, "origin": it.origin, "reason_class": "silent",
+                        "reason": "silent: all samples of this segment are zero", "permanent": True, "attempts": 1})
             continue
         meta = _meta(it, dataset, piece.size / fe.sample_rate)
         meta["start"] = base + a / fe.sample_rate
         meta["end"] = meta["start"] + meta["duration"]
         meta["recording"] = it.key  # clips cut from one recording share it
-        w.add(key, logmel(piece, fe), meta)
+        out.append(encode_sample(key, logmel(piece, fe), meta, cfg.codec, cfg.level))
+    return out
 
 
-def _worker_init() -> None:
+# The worker processes' source and settings (set once per process by the pool initializer).
+_WORKER: tuple | None = None
+
+
+def _worker_init(source: Source | None = None, cfg: IngestConfig | None = None,
+                 fe: FrontendConfig | None = None) -> None:
+    global _WORKER
     import torch
 
     torch.set_num_threads(1)
+    _WORKER = (source, cfg, fe)
 
 
-def _run_task(args: tuple) -> dict[str, Any]:
-    source, task, cfg, fe, common = args
-    rec = write_shard(source, task, cfg, fe, common)
-    return {"name": rec["name"], "samples": rec["samples"], "failed": len(rec["failures"]), "seconds": rec["seconds"]}
+def _pool_context():
+    """``forkserver`` where available: one server process imports torch once (``ingest.engine``) and forks
+    the workers, instead of every spawned worker importing it again (seconds each); else ``spawn``."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["ingest.engine"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _timed_decode(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig) -> tuple[int, float, list]:
+    """``(pid, CPU seconds, decode_items(...))``: the decoding process and what the group cost it."""
+    t = time.process_time()
+    out = decode_items(source, items, cfg, fe)
+    return os.getpid(), time.process_time() - t, out
+
+
+def _decode_in_worker(items: list[Item]) -> tuple[int, float, list]:
+    source, cfg, fe = _WORKER
+    return _timed_decode(source, items, cfg, fe)
 
 
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
                extra_manifest: dict[str, Any] | Callable[[str], dict[str, Any] | None] | None = None,
-               on_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
+               on_done: Callable[[dict], None] | None = None,
+               on_items: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged).
 
     ``extra_manifest`` is merged into each split's manifest; a callable is called with the split
@@ -395,8 +549,8 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     items = source.items()
     if cfg.limit is not None:
         items = sorted(items, key=lambda x: x.key)[: cfg.limit]
-    per_shard = samples_per_shard(cfg.shard_size)
-    tasks = plan(items, source.dataset, per_shard)
+    per_shard, max_bytes = shard_limits(cfg.shard_size)
+    tasks = plan(items, source.dataset, per_shard, max_bytes, lambda it: estimate_bytes(source, it, fe))
     mine = [t for t in tasks if t.index % cfg.num_jobs == cfg.job_index]
     common = {"dataset": source.dataset, "frontend": fe.to_dict(), "frontend_hash": fe.hash()}
     todo = [] if cfg.merge else [t for t in mine if not is_finished(cfg.out, t, fe.hash(), cfg.retry_transient)]
@@ -412,21 +566,27 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         summary["ingested"] += r["samples"]
         summary["failed"] += r["failed"]
         summary["hours"] += r["seconds"] / 3600
-        if bar is not None:
-            bar.update(r["samples"] + r["failed"])
         if on_done:
             on_done(r)
 
-    args = [(source, t, cfg, fe, {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)})
-            for t in todo]
-    if cfg.workers <= 1 or len(todo) <= 1:
-        for a in args:
-            done(_run_task(a))
+    workers: dict[str, dict] = {}
+    commons = {t.name: {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)}
+               for t in todo}
+    def progress(n: int) -> None:  # items of a group written (done or failed)
+        if bar is not None:
+            bar.update(n)
+        if on_items:
+            on_items(n)
+
+    if cfg.workers <= 1 or not todo:
+        groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
+        _write_groups(groups, cfg, commons, 0, done, progress, workers)
     else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init) as pool:
-            for r in pool.imap_unordered(_run_task, args):
-                done(r)
+        # Workers decode groups of items, whatever shard they belong to; this process writes them in key
+        # order, so every worker stays busy on a one-shard folder and the bytes do not depend on --workers.
+        with _pool_context().Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe)) as pool:
+            groups = _groups(source, todo, cfg, fe, lambda items: pool.apply_async(_decode_in_worker, (items,)))
+            _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress, workers)
     if bar is not None:
         bar.close()
     manifests = {}
@@ -441,6 +601,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         if missing:
             log.warning("--merge: %d planned shards are not written yet (%s ...); the manifests list the others",
                         len(missing), ", ".join(missing[:3]))
+    summary["workers"] = workers  # per decoding process: items and CPU seconds (every worker busy?)
     summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
     summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
     return summary

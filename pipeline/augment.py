@@ -145,6 +145,42 @@ class MixupMemory:
         return k, (np.log(self._lin[k]) + np.float32(self._max[k])).astype(np.float32)
 
 
+class BlockMemory:
+    """The same FIFO memory for batches: the last ``size`` pushed inputs, kept as references to the pushed
+    ``[N, F, T]`` arrays of ``exp(x - max(x))`` (no copy; a block is dropped once all its rows have left).
+
+    Entries are numbered in push order; :meth:`rows` returns ``(block array, row)`` for global numbers.
+    """
+
+    def __init__(self, size: int = 2048):
+        self.size = int(size)
+        self.total = 0  # inputs pushed so far
+        self._blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first number, lin [n, F, T], max [n])
+
+    def __len__(self) -> int:
+        return min(self.total, max(self.size, 0))
+
+    def push_many(self, lin: np.ndarray, maxes: np.ndarray) -> None:
+        if self.size <= 0 or len(lin) == 0:
+            return
+        self._blocks.append((self.total, lin, np.asarray(maxes, dtype=np.float64)))
+        self.total += len(lin)
+        first = self.total - self.size
+        while self._blocks and self._blocks[0][0] + len(self._blocks[0][1]) <= first:
+            self._blocks.pop(0)
+
+    def rows(self, numbers: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """For entry numbers (each among the last ``size`` pushed): ``(block arrays, block index, row, max)``."""
+        if not self._blocks:
+            z = np.zeros(np.shape(numbers), dtype=np.int64)
+            return [], z, z, np.zeros(np.shape(numbers))
+        starts = np.array([b[0] for b in self._blocks], dtype=np.int64)
+        bi = np.maximum(np.searchsorted(starts, numbers, side="right") - 1, 0)
+        row = numbers - starts[bi]
+        maxes = np.concatenate([b[2] for b in self._blocks])
+        return [b[1] for b in self._blocks], bi, row, maxes[numbers - starts[0]]
+
+
 def linear(x: np.ndarray) -> tuple[np.ndarray, float]:
     """``(exp(x - m), m)`` with ``m = max(x)``: the linear domain, scaled to stay finite."""
     m = float(x.max())
@@ -227,6 +263,21 @@ def rrc_params(n_freq: int, n_time: int, rng: np.random.Generator, virtual_crop:
     w = min(max(w, 1), canvas_w)
     i = min(int(u[2] * (n_freq - h + 1)), n_freq - h)
     j = min(int(u[3] * (canvas_w - w + 1)), canvas_w - w)
+    return i, j, h, w
+
+
+def rrc_params_batch(n_freq: int, n_time: int, rng: np.random.Generator, n: int, virtual_crop: float = 1.5,
+                     time_scale: tuple[float, float] = (0.6, 1.5), freq_scale: tuple[float, float] = (0.6, 1.5)
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` crops at once: arrays ``(i, j, h, w)``, each draw the same function of 4 uniforms as :func:`rrc_params`."""
+    u = rng.random((n, 4))
+    canvas_w = int(n_time * virtual_crop)
+    h = np.floor(np.minimum(freq_scale[0] + u[:, 0] * (freq_scale[1] - freq_scale[0]), 1.0) * n_freq).astype(np.int64)
+    w = np.floor((time_scale[0] + u[:, 1] * (time_scale[1] - time_scale[0])) * n_time).astype(np.int64)
+    h = np.clip(h, 1, n_freq)
+    w = np.clip(w, 1, canvas_w)
+    i = np.minimum(np.floor(u[:, 2] * (n_freq - h + 1)).astype(np.int64), n_freq - h)
+    j = np.minimum(np.floor(u[:, 3] * (canvas_w - w + 1)).astype(np.int64), canvas_w - w)
     return i, j, h, w
 
 

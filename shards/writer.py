@@ -58,6 +58,36 @@ class ShardStats:
         self.labels.update(labels)
 
 
+@dataclass(frozen=True)
+class EncodedSample:
+    """One sample ready for a shard: its JSON and mel member bytes and its share of the shard's sums."""
+
+    key: str
+    codec: str
+    json: bytes
+    data: bytes
+    count: int
+    total: float
+    total_sq: float
+    seconds: float
+    labels: tuple[str, ...]
+    max_abs_error: float
+
+
+def encode_sample(key: str, mel: np.ndarray, meta: dict[str, Any], codec: str = DEFAULT_CODEC,
+                  level: int = DEFAULT_LEVEL, checksum: bool = True) -> EncodedSample:
+    """Encode one sample (pure: runs in any process); :meth:`ShardWriter.add_encoded` writes it.
+    ``checksum=False`` writes a format-version-1 sample (tests, benchmarks)."""
+    check_key(key)
+    data, extra, decoded = encode_mel(mel, codec, level, checksum)
+    meta = {k: v for k, v in meta.items() if k not in CODEC_KEYS}  # stale ones from a re-encoded sample
+    rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": codec, **extra}
+    m = decoded.astype(np.float64)
+    return EncodedSample(key, codec, json.dumps(rec, sort_keys=True).encode(), data, int(m.size), float(m.sum()),
+                         float(np.square(m).sum()), float(rec.get("duration") or 0.0), tuple(rec.get("labels") or ()),
+                         float(extra["mel_q"]["max_abs_error"]) if "mel_q" in extra else 0.0)
+
+
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.size = size
@@ -86,26 +116,33 @@ class ShardWriter:
             os.unlink(stale)
         self._tar = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
         self.keys: list[str] = []
+        self._keyset: set[str] = set()
         self.stats = ShardStats()
         self.max_abs_error = 0.0
         self.failures: list[dict] = []
 
     def add(self, key: str, mel: np.ndarray, meta: dict[str, Any]) -> int:
         """Add one sample; ``meta`` is the sample JSON (dataset, source_id, start, end, labels, origin ...)."""
-        check_key(key)
-        if key in self.keys:
-            raise ValueError(f"duplicate key {key!r} in shard {self.name}")
-        data, extra, decoded = encode_mel(mel, self.codec, self.level, self.checksum)
-        meta = {k: v for k, v in meta.items() if k not in CODEC_KEYS}  # stale ones from a re-encoded sample
-        rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": self.codec, **extra}
-        if "mel_q" in extra:
-            self.max_abs_error = max(self.max_abs_error, extra["mel_q"]["max_abs_error"])
-        js = json.dumps(rec, sort_keys=True).encode()
-        self._tar.addfile(_tarinfo(f"{key}.{JSON_EXT}", len(js)), io.BytesIO(js))
-        self._tar.addfile(_tarinfo(f"{key}.{MEL_EXT}", len(data)), io.BytesIO(data))
-        self.keys.append(key)
-        self.stats.add(decoded, float(rec.get("duration") or 0.0), list(rec.get("labels") or []))
-        return len(data) + len(js)
+        return self.add_encoded(encode_sample(key, mel, meta, self.codec, self.level, self.checksum))
+
+    def add_encoded(self, s: "EncodedSample") -> int:
+        """Add a sample encoded by :func:`encode_sample` (e.g. in another process); same bytes as ``add``."""
+        if s.codec != self.codec:
+            raise ValueError(f"sample {s.key!r} was encoded with {s.codec}, shard {self.name} uses {self.codec}")
+        if s.key in self._keyset:
+            raise ValueError(f"duplicate key {s.key!r} in shard {self.name}")
+        self.max_abs_error = max(self.max_abs_error, s.max_abs_error)
+        self._tar.addfile(_tarinfo(f"{s.key}.{JSON_EXT}", len(s.json)), io.BytesIO(s.json))
+        self._tar.addfile(_tarinfo(f"{s.key}.{MEL_EXT}", len(s.data)), io.BytesIO(s.data))
+        self.keys.append(s.key)
+        self._keyset.add(s.key)
+        st = self.stats
+        st.count += s.count
+        st.total += s.total
+        st.total_sq += s.total_sq
+        st.seconds += s.seconds
+        st.labels.update(s.labels)
+        return len(s.data) + len(s.json)
 
     def fail(self, record: dict) -> None:
         """Record an input that did not make it into this shard (goes to failures.jsonl)."""

@@ -115,3 +115,107 @@ def test_long_recordings_are_cut_into_clips(tmp_path):
     fails = [json.loads(line) for line in (out / "train" / "failures.jsonl").read_text().splitlines()]
     assert [f["reason_class"] for f in fails] == ["silent"] and fails[0]["key"].endswith("_0000010000")
     assert read_manifest(str(out / "train"))["totals"]["clips"] == 3
+
+
+class _PidSource:
+    """A folder source whose ``load`` records the decoding process and, the first time, waits (up to 60 s)
+    until a second process has started decoding too: both workers must take items of the one shard."""
+
+    def __init__(self, root, marks, wait=True):
+        from ingest.sources.folder import FolderSource
+
+        self.wait = wait
+        self.inner = FolderSource(str(root), dataset="busy")
+        self.dataset = "busy"
+        self.marks = str(marks)
+
+    def items(self):
+        return self.inner.items()
+
+    def load(self, item, sample_rate):
+        import time
+
+        open(os.path.join(self.marks, f"{os.getpid()}.{item.key}"), "w").close()
+        deadline = time.time() + 60
+        while self.wait and len({n.split(".")[0] for n in os.listdir(self.marks)}) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        return self.inner.load(item, sample_rate)
+
+
+def test_two_workers_share_one_shard_and_write_the_same_bytes(tmp_path):
+    from ingest.engine import IngestConfig, run_ingest
+
+    src = tmp_path / "audio"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        encode_wav(str(src / f"c{i:02d}.wav"), (0.1 * rng.standard_normal(4000 + 400 * i)).astype(np.float32))
+    marks, marks1 = tmp_path / "marks", tmp_path / "marks1"
+    marks.mkdir()
+    marks1.mkdir()
+    outs = {}
+    for workers in (1, 2):
+        outs[workers] = tmp_path / f"w{workers}"
+        s = run_ingest(_PidSource(src, marks) if workers == 2 else _PidSource(src, marks1, wait=False),
+                       IngestConfig(out=str(outs[workers]), workers=workers, decode_batch=2, progress=False))
+        assert s["planned_shards"] == 1 and s["ingested"] == 12
+        assert len(s["workers"]) == workers and sum(w["items"] for w in s["workers"].values()) == 12
+    pids = {n.split(".")[0] for n in os.listdir(marks)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes decoded items of the one shard
+    assert len(os.listdir(marks)) == 12  # each item decoded exactly once
+    assert {n.split(".")[0] for n in os.listdir(marks1)} == {str(os.getpid())}  # --workers 1: in this process
+    names = sorted(n for n in os.listdir(outs[1] / "train") if n.endswith(".tar"))
+    assert names == ["busy-train-000000.tar"]
+    assert (outs[1] / "train" / names[0]).read_bytes() == (outs[2] / "train" / names[0]).read_bytes()
+    m1, m2 = (json.loads((outs[w] / "train" / "manifest.json").read_text()) for w in (1, 2))
+    assert m1["stats"] == m2["stats"] and m1["shards"] == m2["shards"]
+
+
+def test_shard_size_by_count_and_bytes():
+    from ingest.engine import Item, plan, shard_limits
+
+    assert shard_limits("1000,256MB") == (1000, 256e6)
+    assert shard_limits("200MB") == (None, 200e6) and shard_limits("7") == (7, None)
+    for bad in ("1,2", "1MB,2MB", "", "1000;256MB"):
+        try:
+            shard_limits(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
+    items = [Item(key=f"k{i:02d}", source_id=str(i), origin="", start=0.0, end=float(s))
+             for i, s in enumerate([10, 10, 10, 3600, 10, 10, 10, 10])]
+    size = {it.key: it.end * 10_000 for it in items}  # 10 kB/s
+    tasks = plan(items, "d", 3, 1e6, lambda it: size[it.key])
+    assert [[it.key for it in t.items] for t in tasks] == [["k00", "k01", "k02"], ["k03"], ["k04", "k05", "k06"], ["k07"]]
+    assert [t.name for t in tasks] == [f"d-train-{i:06d}.tar" for i in range(4)]
+    assert [len(t.items) for t in plan(items, "d", None, 250_000, lambda it: size[it.key])] == [2, 1, 1, 2, 2]
+    assert [len(t.items) for t in plan(items, "d", 5)] == [5, 3]  # count only: as before
+
+
+def test_folder_estimate_counts_long_recordings(tmp_path):
+    from ingest.engine import estimate_bytes
+    from ingest.frontend import get_preset
+    from ingest.sources.folder import FolderSource
+
+    encode_wav(str(tmp_path / "long.wav"), np.zeros(16000 * 30, dtype=np.float32))
+    (tmp_path / "x.mp3").write_bytes(b"\0" * 5000)
+    src = FolderSource(str(tmp_path))
+    its = {it.source_id: it for it in src.items()}
+    fe = get_preset("byol_a")
+    assert estimate_bytes(src, its["long.wav"], fe) == 0.8 * 2 * 64 * 3001  # 30 s from the header
+    assert estimate_bytes(src, its["x.mp3"], fe) == 5000.0  # no header read: the file's size
+
+
+def test_realistic_corpus_is_deterministic_and_noisy(tmp_path):
+    from ingest.demo import SCENES, make_realistic_clip, write_realistic_corpus
+
+    a, scene = make_realistic_clip(0, 3, seconds=2.0)
+    b, _ = make_realistic_clip(0, 3, seconds=2.0)
+    assert np.array_equal(a, b) and scene == SCENES[3] and a.dtype == np.float32 and a.size == 32000
+    assert not np.array_equal(a, make_realistic_clip(1, 3, seconds=2.0)[0])
+    peak_db = 20 * np.log10(np.abs(a).max())
+    assert -21 < peak_db <= -0.9  # peaks at -20 to -1 dB FS
+    frames = a[: 32000 // 320 * 320].reshape(-1, 320)  # 20-ms frames: the background never stops
+    assert (np.sqrt((frames ** 2).mean(axis=1)) > 1e-4).all()
+    paths = write_realistic_corpus(str(tmp_path), 5, seconds=1.0)
+    assert [os.path.basename(os.path.dirname(p)) for p in paths] == list(SCENES)

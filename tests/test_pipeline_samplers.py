@@ -128,13 +128,13 @@ def test_views_blocks_and_ablations():
     s = bound("views")
     assert (s.n_frames, s.alpha, s.memory_size, s.virtual_crop) == (96, 0.4, 2048, 1.5)
     exs = [s(mel, {}, rng) for _ in range(32)]
-    assert len(s.memory) == 32
-    batch = {k: np.stack([e[k] for e in exs]) for k in ("x1", "x2")}
-    batch["valid"] = np.ones(32, bool)
+    assert set(exs[0]) == {"x"} and len(s.memory) == 0  # batched: both views are made in collate
+    batch = {"x": np.stack([e["x"] for e in exs]), "valid": np.ones(32, bool)}
     batch = s.collate(batch, rng)
+    assert len(s.memory) == 32 and set(batch) == {"x1", "x2", "valid"}
     both = np.concatenate([batch["x1"], batch["x2"]])
     assert batch["x1"].shape == (32, 1, 64, 96) and abs(both.mean()) < 1e-4 and abs(both.std() - 1) < 1e-3
-    plain = bound("views", mixup=False, rrc=False, post_norm=False)
+    plain = bound("views", mixup=False, rrc=False, post_norm=False, per_example=True)
     ex = plain(mel, {}, rng)
     assert np.array_equal(ex["x1"], ex["x2"])
     i = next(t for t in range(205) if np.allclose((mel[:, t:t + 96] - -5.0) / 2.0, ex["x1"][0], atol=1e-5))  # pre-norm
@@ -180,3 +180,88 @@ def test_mix_views_crops_standardises_and_mixes_in_batch():
     before = batch["x1"].copy()
     out = s.collate(dict(batch), rng)
     assert out["x1"].shape == before.shape and not np.allclose(out["x1"], before)
+
+
+def _views_batches(s, rng, mel, batches, b, invalid=()):
+    """Run ``s`` (batched views) over ``batches`` batches of ``b`` crops; yields (x, valid, x1, x2, params)."""
+    for _ in range(batches):
+        x = np.stack([s(mel, {}, rng)["x"] for _ in range(b)])
+        valid = np.ones(b, bool)
+        valid[list(invalid)] = False
+        out = s.collate({"x": x.copy(), "valid": valid}, rng)
+        yield x[:, 0], valid, out["x1"], out["x2"], s.last_params
+
+
+def test_batched_views_equal_the_per_example_functions():
+    """Every view equals log-mixup-exp (Eq. 2, log domain) with the drawn memory entry and lambda, then the
+    random resize crop with the drawn (i, j, h, w); row r mixes only with the last `size` inputs pushed
+    before it (earlier batches and the valid rows before r in its own batch), padding rows are never pushed."""
+    from pipeline.augment import log_mixup_exp, random_resize_crop
+
+    rng = np.random.default_rng(11)
+    mel = rng.normal(-5, 2, size=(64, 400)).astype(np.float32)
+    s = bound("views", memory_size=5, post_norm=False)
+    pushed: list[np.ndarray] = []
+    for x, valid, x1, x2, p in _views_batches(s, rng, mel, 4, 8, invalid=(3,)):
+        t0 = len(pushed)
+        before = np.cumsum(valid) - valid
+        for v, out in enumerate((x1, x2)):
+            for r in range(8):
+                num, lam = int(p["number"][v, r]), float(p["lam"][v, r])
+                avail = min(t0 + before[r], 5)
+                if avail:
+                    assert t0 + before[r] - avail <= num < t0 + before[r]  # the FIFO as it was before row r
+                else:
+                    assert lam == 0.0
+                xk = pushed[num] if num < t0 else x[np.flatnonzero(valid)[num - t0]]
+                mixed = log_mixup_exp(x[r], xk, lam) if lam > 0 else x[r]
+                want = random_resize_crop(mixed, (int(p["i"][v, r]), int(p["j"][v, r]), int(p["h"][v, r]), int(p["w"][v, r])))
+                np.testing.assert_allclose(out[r, 0], want, rtol=1e-5, atol=1e-4)
+        pushed += [x[r] for r in range(8) if valid[r]]
+    assert len(s.memory) == 5 and s.memory.total == len(pushed) == 28
+
+
+def test_batched_views_draw_like_the_per_example_path(monkeypatch):
+    """Crop sizes and places, mixup ratios and memory ages: the batched draws and the per-example path's
+    draws (recorded from augment.rrc_params / augment.mixup) come from the same distributions."""
+    from scipy.stats import ks_2samp
+
+    import pipeline.samplers.views as views_mod
+
+    rng = np.random.default_rng(12)
+    mel = rng.normal(-5, 2, size=(64, 400)).astype(np.float32)
+    rec = {"crop": [], "lam": []}
+    real_rrc, real_mix = views_mod.rrc_params, views_mod.mixup
+
+    def rrc_spy(*a, **k):
+        out = real_rrc(*a, **k)
+        rec["crop"].append(out)
+        return out
+
+    def mix_spy(*a, **k):
+        out = real_mix(*a, **k)
+        rec["lam"].append(out[1])
+        return out
+
+    monkeypatch.setattr(views_mod, "rrc_params", rrc_spy)
+    monkeypatch.setattr(views_mod, "mixup", mix_spy)
+    one = bound("views", memory_size=64, per_example=True)
+    for _ in range(1500):
+        one(mel, {}, rng)
+    ex_crop = np.array(rec["crop"][128:])  # (i, j, h, w), past the first 64 inputs (memory filling)
+    ex_lam = np.array(rec["lam"][128:])
+    bat = bound("views", memory_size=64)
+    crops, lams, ages = [], [], []
+    for x, valid, x1, x2, p in _views_batches(bat, rng, mel, 24, 64):
+        crops.append(np.stack([p[k].ravel() for k in ("i", "j", "h", "w")], axis=1))
+        lams.append(p["lam"].ravel())
+        ages.append((bat.memory.total - 64 + np.arange(64) - 1 - p["number"]).ravel())  # 0 = the input just before
+    b_crop, b_lam, b_age = np.concatenate(crops[2:]), np.concatenate(lams[2:]), np.concatenate(ages[2:])
+    for col in range(4):
+        assert ks_2samp(ex_crop[:, col], b_crop[:, col]).pvalue > 1e-3, ("crop", col)
+    assert ks_2samp(ex_lam, b_lam).pvalue > 1e-3
+    assert 0 <= b_lam.min() and b_lam.max() < 0.4 and abs(b_lam.mean() - 0.2) < 0.01
+    assert chisquare(np.bincount(b_age, minlength=64)).pvalue > 1e-3 and b_age.max() == 63  # uniform over the FIFO
+    hs, ws = b_crop[:, 2], b_crop[:, 3]
+    assert abs((hs == 64).mean() - 5 / 9) < 0.03  # min(U(0.6, 1.5), 1) = 1 with probability 5/9
+    assert 57 <= ws.min() and ws.max() <= 144

@@ -95,6 +95,18 @@ class FolderSource:
                 items.append(Item(key=path_key(rel), source_id=rel, origin=full, split=split, labels=labs))
         return items
 
+    def estimate_seconds(self, item: Item) -> float | None:
+        """Duration from the file header (WAV, FLAC, OGG: what soundfile reads); None for other formats
+        (the shard plan then counts the file's size)."""
+        if os.path.splitext(item.origin)[1].lower() not in (".wav", ".flac", ".ogg"):
+            return None
+        try:
+            import soundfile
+
+            return float(soundfile.info(item.origin).duration)
+        except Exception:  # unreadable header: the file's size stands in; decoding reports the error
+            return None
+
     def load(self, item: Item, sample_rate: int) -> np.ndarray:
         try:
             if os.path.getsize(item.origin) == 0:
