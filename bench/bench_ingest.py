@@ -249,8 +249,6 @@ def codec_sizes(folder: str, tmp: str, tag: str, levels: dict[str, tuple[int, ..
     encode ms and decode us per clip (one process)."""
     import json as _j
 
-    import zstandard
-
     from ingest.decode import decode_audio
     from ingest.frontend import get_preset, logmel
 

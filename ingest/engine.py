@@ -27,9 +27,9 @@ import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
 from shards.codec import DEFAULT_LEVEL
-from shards.writer import EncodedSample, encode_sample
 from shards.format import PARTS_DIR, check_name
 from shards.frontend import FrontendConfig, get_preset, logmel
+from shards.writer import EncodedSample, encode_sample
 
 from .decode import DecodeError
 

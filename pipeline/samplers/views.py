@@ -27,12 +27,24 @@ its device to get ``x1``/``x2``.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import math
 
-from ..augment import (BlockMemory, MixupMemory, batch_normalize, bicubic_matrix, bicubic_matrix_t, canvas_offset, gaussian_mix, linear,
-                       mixup, random_resize_crop, rrc_params, rrc_params_batch)
+import numpy as np
+
+from ..augment import (
+    BlockMemory,
+    MixupMemory,
+    batch_normalize,
+    bicubic_matrix,
+    bicubic_matrix_t,
+    canvas_offset,
+    gaussian_mix,
+    linear,
+    mixup,
+    random_resize_crop,
+    rrc_params,
+    rrc_params_batch,
+)
 from .base import Sampler, register_sampler
 
 
