@@ -250,7 +250,7 @@ def codec_sizes(folder: str, tmp: str, tag: str, levels: dict[str, tuple[int, ..
     import json as _j
 
     from ingest.decode import decode_audio
-    from ingest.frontend import get_preset, logmel
+    from shards.frontend import get_preset, logmel
 
     out = {}
     fe = get_preset("byol_a")

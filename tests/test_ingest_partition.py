@@ -194,8 +194,8 @@ def test_shard_size_by_count_and_bytes():
 
 def test_folder_estimate_counts_long_recordings(tmp_path):
     from ingest.engine import estimate_bytes
-    from ingest.frontend import get_preset
     from ingest.sources.folder import FolderSource
+    from shards.frontend import get_preset
 
     encode_wav(str(tmp_path / "long.wav"), np.zeros(16000 * 30, dtype=np.float32))
     (tmp_path / "x.mp3").write_bytes(b"\0" * 5000)
