@@ -100,9 +100,10 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
     if "n_mels" in default_kwargs and "n_mels" not in cfg.encoder_kwargs and name == default_name \
             and int(default_kwargs["n_mels"]) != data_n_mels:
+        preset = getattr(obj_cls, "frontend_preset", None) or "hares"
         raise ValueError(f"method {cfg.method} expects {default_kwargs['n_mels']}-mel input for {name} (its paper's frontend) "
-                         f"but the shards have {data_n_mels}: build shards with the matching preset "
-                         f"(e.g. make shards PRESET=hares) or pass --encoder-arg n_mels={data_n_mels}")
+                         f"but the shards have {data_n_mels}: re-ingest with `python -m ingest folder SRC --out DIR "
+                         f"--preset {preset}` (make shards PRESET={preset}) or pass --encoder-arg n_mels={data_n_mels}")
     if "n_mels" in kwargs and int(kwargs["n_mels"]) != data_n_mels:
         raise ValueError(f"encoder {name} is set to n_mels={kwargs['n_mels']} but the shards have {data_n_mels} mel bins "
                          f"(rebuild the shards with the matching --preset or drop the n_mels override)")
@@ -114,12 +115,12 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
 def _input_norm(sampler: str, info: Any, hp: Any) -> dict[str, Any] | None:
     if getattr(hp, "standardize", False):
         return {"type": "per_example"}
-    if sampler.split("+")[0] == "views":
+    if sampler.split("+")[0].startswith("views") or getattr(hp, "normalize_input", False):
         return {"mean": float(info.mean), "std": float(info.std)}
     return None
 
 
-def _sampler_kwargs(cfg: TrainConfig, sampler: str, hp: Any) -> dict[str, Any]:
+def _sampler_kwargs(cfg: TrainConfig, sampler: str, hp: Any, patch_size: int | None = None) -> dict[str, Any]:
     from pipeline import SAMPLERS
 
     kw: dict[str, Any] = {}
@@ -127,6 +128,11 @@ def _sampler_kwargs(cfg: TrainConfig, sampler: str, hp: Any) -> dict[str, Any]:
     params = inspect.signature(SAMPLERS[first]).parameters if first in SAMPLERS else {}
     if "n_frames" in params and getattr(hp, "n_frames", None):
         kw["n_frames"] = int(hp.n_frames)
+    parts = [inspect.signature(SAMPLERS[p]).parameters for p in sampler.split("+") if p in SAMPLERS]
+    for k, v in (("mask_ratio", getattr(hp, "mask_ratio", None)), ("patch_size", patch_size),
+                 ("normalize", True if getattr(hp, "normalize_input", False) else None)):
+        if v is not None and any(k in ps for ps in parts):  # masked modeling: the objective's ratio and grid
+            kw[k] = v
     kw.update(cfg.sampler_kwargs)
     return kw
 
@@ -253,6 +259,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
     cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
+    if hasattr(objective, "set_total_steps"):  # schedules inside the objective (M2D's EMA ramp)
+        objective.set_total_steps(cfg.steps)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)
 
@@ -284,7 +292,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
         if trackers:
             acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
-    skw = _sampler_kwargs(cfg, sampler, hp)
+    skw = _sampler_kwargs(cfg, sampler, hp, getattr(encoder, "patch_size", None))
     norm = _input_norm(sampler, facts, hp)  # refined from the loader's own account below
 
     def export(at: int) -> None:

@@ -15,6 +15,9 @@ from . import losses
 from .barlow import BarlowHParams, BarlowTwinsObjective
 from .base import OBJECTIVES, HParams, Objective, ema_update, make_target
 from .byol import ByolAObjective, ByolHParams
+from .byol_a_v2 import ByolAV2HParams, ByolAV2Objective
+from .m2d import M2DHParams, M2DObjective
+from .mae import MAEHParams, MAEObjective
 from .cola import ColaHParams, ColaObjective
 from .delores_m import DeLoResMHParams, DeLoResMObjective
 from .multi_strategy import MultiStrategyHParams, MultiStrategyObjective
@@ -61,6 +64,7 @@ __all__ = [
     "DeLoResMHParams",
     "SimCLRHParams",
     "SupervisedHParams",
+    "ByolAV2Objective", "ByolAV2HParams", "MAEObjective", "MAEHParams", "M2DObjective", "M2DHParams",
 ]
 
 
