@@ -24,7 +24,11 @@ SMALL = {
     "cola": dict(head_dim=8),
     "multi_strategy": dict(head_dim=8),
     "supervised": dict(num_classes=5),
+    "mae": dict(decoder_depth=1, decoder_dim=16, decoder_heads=2),
+    "m2d": dict(predictor_depth=1, predictor_dim=16, predictor_heads=2),
 }
+# objectives that need a ViT patch encoder: a one-layer vit_tiny with 4 x 4 patches on the 16 x 16 input
+PATCH_ENCODER = {"mae", "m2d"}
 
 
 class TinyEncoder(nn.Module):
@@ -66,6 +70,8 @@ def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, p: int = 2,
     g = torch.Generator().manual_seed(0)
     x = lambda: torch.randn(b, 1, n_mels, n, generator=g)  # noqa: E731
     sampler = OBJECTIVES[name].sampler
+    if sampler == "crop+patch_mask":
+        return {"x": x(), "mask": torch.stack([torch.randperm(n_mels * n // 16, generator=g) < 12 for _ in range(b)])}
     if sampler == "crop":
         batch = {"x": x()}
         if name == "supervised":
@@ -107,7 +113,7 @@ def _assert_trains(obj: nn.Module, batch: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_forward_tiny_encoder(name):
     torch.manual_seed(0)
-    enc = TinyEncoder()
+    enc = build_encoder("vit_tiny", n_mels=F_, n_frames=N_, patch_size=4, depth=1) if name in PATCH_ENCODER else TinyEncoder()
     obj = build_objective(name, enc, n_frames=N_, **SMALL.get(name, {}))
     assert obj.encoder is enc
     _assert_trains(obj, make_batch(name))
