@@ -26,6 +26,11 @@ SMALL = {
     "delores_m": ["--encoder-arg", "d=512", "--hp", "queue_size=64"],
     "simclr": ["--encoder", "mobile", "--hp", "proj_hidden=128"],
     "supervised": ["--encoder", "mobile"],
+    "byol_a_v2": ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"],
+    "mae": ["--encoder", "vit_tiny", "--encoder-arg", "n_frames=96", "--encoder-arg", "depth=2", "--hp", "n_frames=96",
+            "--hp", "decoder_depth=1", "--hp", "decoder_dim=64", "--hp", "decoder_heads=4"],
+    "m2d": ["--encoder", "vit_tiny", "--encoder-arg", "n_frames=96", "--encoder-arg", "depth=2", "--hp", "n_frames=96",
+            "--hp", "predictor_depth=1", "--hp", "predictor_dim=64", "--hp", "predictor_heads=4"],
 }
 
 
