@@ -88,12 +88,16 @@ def test_patch_order_and_embedding_match_timm_patch_embed() -> None:
 def test_positions_short_and_long_inputs() -> None:
     enc = tiny()  # grid 4 x 6
     pe = enc.pos_embed.view(4, 6, -1)
+    assert torch.allclose(enc.pos_embed, timm.layers.build_sincos2d_pos_embed([4, 6], dim=192), atol=1e-6)
+    assert torch.allclose(enc.pos_for(6), enc.pos_embed)
     assert torch.equal(enc.pos_for(3).view(4, 3, -1), pe[:, :3])  # shorter: first columns (time kept)
     enc.long_input = "extend"
     assert torch.allclose(enc.pos_for(10).view(4, 10, -1)[:, :6], pe, atol=1e-6)
-    enc.long_input = "interpolate"
-    up = enc.pos_for(12).view(4, 12, -1)
-    assert up.shape == (4, 12, 192) and not torch.allclose(up[:, :6], pe)
+    enc.long_input = "interpolate"  # positions scaled into the training span: ends pinned, the rest in between
+    up = enc.pos_for(11).view(4, 11, -1)
+    assert up.shape == (4, 11, 192) and not torch.allclose(up[:, :6], pe)
+    assert torch.allclose(up[:, ::2], pe, atol=1e-6)  # t' = 2 t * 5/10 hits every training column
+    assert torch.equal(enc.pos_for(3).view(4, 3, -1), pe[:, :3])
     # chunk: a 2.5-chunk input is encoded as 3 padded chunks, each equal to encoding it alone
     enc.long_input = "chunk"
     x = torch.randn(1, 1, 64, 240)
@@ -113,3 +117,19 @@ def test_vit_rejects_bad_inputs() -> None:
         enc(torch.randn(1, 1, 80, 96))
     clone = models.build_encoder(enc.name, **enc.config())
     assert clone.config() == enc.config() and count_params(clone) == count_params(enc)
+
+
+def test_onnx_export_keeps_time_dynamic(tmp_path) -> None:
+    """The position table is computed branch-free from the input length, so one ONNX file serves any length
+    (shorter than, equal to and longer than the training grid)."""
+    from models.export import export_encoder, run_exported
+
+    enc = tiny(depth=1)
+    path = tmp_path / "vit.onnx"
+    assert export_encoder(enc, path, "onnx")["max_abs_diff_vs_torch"] < 1e-4
+    for b, t in [(1, 64), (2, 96), (1, 250)]:
+        x = torch.randn(b, 1, 64, t)
+        with torch.no_grad():
+            ref = enc(x).numpy()
+        out = run_exported(path, "onnx", x)
+        assert out.shape == ref.shape and abs(out - ref).max() < 1e-4

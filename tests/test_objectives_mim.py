@@ -154,3 +154,12 @@ def test_byol_a_v2_is_a_preset_of_byol_a():
     out = o({"x1": x, "x2": x.flip(-1)})
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and o.encoder.fc[0].weight.grad is not None
+
+
+def test_small_configs_build_and_pass_check():
+    """The CPU-sized settings declared for health benchmarks build and fit their method."""
+    for name in ("mae", "m2d"):
+        sc = OBJECTIVES[name].small_config
+        enc = models.build_encoder(sc["encoder"], n_mels=64, depth=1, **sc["encoder_kwargs"])
+        o = build_objective(name, enc, **sc["hparams"], **SMALL[name])
+        assert o.hparams.n_frames == 96 and enc.grid_t == 6

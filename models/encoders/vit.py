@@ -22,8 +22,8 @@ Lengths: ``T`` is zero-padded to a multiple of 16 (the padding's frames are drop
 Sec. 4.1 / 2404.06095 Sec. IV-A; 1024 for Audio-MAE Sec. 4.1).  A shorter input uses the first columns of
 the grid (a patch keeps its time position).  A longer one, by ``long_input``:
 
-* ``"interpolate"`` (default): the grid's time axis is resampled (bicubic, timm ``resample_abs_pos_embed``)
-  to the longer length;
+* ``"interpolate"`` (default): the time positions are scaled into the training grid's span and the fixed
+  sin-cos function is evaluated there (an exact interpolation of the table; export keeps time dynamic);
 * ``"extend"``: the sin-cos table is evaluated at the further positions;
 * ``"chunk"``: the input is split into ``n_frames`` chunks encoded separately, frames concatenated (what
   M2D's evaluation code does for long clips).
@@ -35,7 +35,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -45,9 +45,24 @@ from ..registry import register_encoder
 LONG_INPUT = ("interpolate", "extend", "chunk")
 
 
+def sincos_positions(f_pos: Tensor, t_pos: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
+    """Fixed 2-D sin-cos positional embeddings (MAE's table) at real-valued grid coordinates: ``f_pos [Nf]``,
+    ``t_pos [Nt]`` -> ``[Nf * Nt, dim]`` in patch order; per patch ``[sin(f w), sin(t w), cos(f w), cos(t w)]``
+    with ``w_k = temperature^(-k / (dim/4))`` (the layout of timm's ``build_sincos2d_pos_embed``; tested equal
+    on integer grids).  Pure tensor ops, so the time length stays dynamic under ``torch.export``."""
+    if dim % 4:
+        raise ValueError(f"sin-cos positions need dim % 4 == 0, got {dim}")
+    q = dim // 4
+    w = temperature ** (-torch.arange(q, dtype=torch.float32, device=t_pos.device) / q)
+    nf, nt = f_pos.shape[0], t_pos.shape[0]
+    f = f_pos.to(torch.float32)[:, None].expand(nf, nt).reshape(-1, 1) * w
+    t = t_pos.to(torch.float32)[None, :].expand(nf, nt).reshape(-1, 1) * w
+    return torch.cat([torch.sin(f), torch.sin(t), torch.cos(f), torch.cos(t)], dim=-1)
+
+
 def sincos_table(n_freq: int, n_time: int, dim: int) -> Tensor:
-    """Fixed 2-D sin-cos positional embeddings ``[n_freq * n_time, dim]`` in patch order (MAE's fixed table)."""
-    return build_sincos2d_pos_embed([n_freq, n_time], dim=dim)
+    """The table on the integer grid ``n_freq x n_time``."""
+    return sincos_positions(torch.arange(n_freq), torch.arange(n_time), dim)
 
 
 class ViTEncoder(Encoder):
@@ -101,15 +116,17 @@ class ViTEncoder(Encoder):
         return x.reshape(b, (f // p) * (t // p), p * p)
 
     def pos_for(self, n_time: int) -> Tensor:
-        """Positional embeddings ``[grid_f * n_time, D]`` for a grid ``n_time`` patches long."""
-        if n_time == self.grid_t:
-            return self.pos_embed
-        if n_time < self.grid_t:
-            return self.pos_embed.view(self.grid_f, self.grid_t, -1)[:, :n_time].reshape(-1, self.dim)
-        if self.long_input == "extend":
-            return sincos_table(self.grid_f, n_time, self.dim).to(self.pos_embed)
-        return resample_abs_pos_embed(self.pos_embed[None], [self.grid_f, n_time], [self.grid_f, self.grid_t],
-                                      num_prefix_tokens=0)[0]
+        """Positional embeddings ``[grid_f * n_time, D]`` for a grid ``n_time`` patches long: time positions
+        ``0 .. n_time - 1`` (a shorter input: the first columns of the training grid), scaled into the training
+        grid's span when longer and ``long_input="interpolate"`` (the continuous sin-cos function evaluated at
+        the interpolated positions, i.e. an exact interpolation of the fixed table)."""
+        dev = self.pos_embed.device
+        t = torch.arange(n_time, device=dev, dtype=torch.float32)
+        if self.long_input == "interpolate":  # branch-free in n_time (dynamic under export)
+            last = torch.clamp(t[-1:], min=1.0)
+            t = t * torch.clamp((self.grid_t - 1) / last, max=1.0)
+        f = torch.arange(self.grid_f, device=dev, dtype=torch.float32)
+        return sincos_positions(f, t, self.dim).to(self.pos_embed.dtype)
 
     def embed_patches(self, patches: Tensor, index: Tensor, n_time: int | None = None) -> Tensor:
         """Tokens of selected patches: ``patches [B, n, p*p]`` (pixels from :meth:`patchify`) at patch indices
@@ -138,8 +155,7 @@ class ViTEncoder(Encoder):
         self.check_input(x)
         if x.shape[2] != self.n_mels:
             raise ValueError(f"{self.name}: built for {self.n_mels} mel bins, got {x.shape[2]}")
-        rem = (-x.shape[-1]) % self.patch_size
-        return F.pad(x, (0, rem)) if rem else x
+        return F.pad(x, (0, (-x.shape[-1]) % self.patch_size))  # unconditional: no shape branch under export
 
     def _encode(self, x: Tensor, all_layers: bool):
         """Padded input -> (tokens [B, F', T', D], layers as [B, D, F', T'] maps)."""

@@ -85,6 +85,9 @@ class M2DObjective(Objective):
     default_encoder = ("vit_base", {"n_mels": 80, "n_frames": 608})
     frontend_preset = "m2d"
     HParams = M2DHParams
+    #: a CPU-sized setting of this method for health benchmarks (``make bench-methods``) and quick runs on the
+    #: 64-mel demo shards: ``--encoder vit_tiny --encoder-arg n_frames=96 --hp n_frames=96`` (4 x 6 patches)
+    small_config = {"encoder": "vit_tiny", "encoder_kwargs": {"n_frames": 96}, "hparams": {"n_frames": 96}}
     ema_pairs = (("target_encoder", "encoder"),)
 
     def __init__(self, encoder: nn.Module, **hparams: Any):

@@ -68,6 +68,9 @@ class MAEObjective(Objective):
     default_encoder = ("vit_base", {"n_mels": 128, "n_frames": 1024})
     frontend_preset = "audio_mae"
     HParams = MAEHParams
+    #: a CPU-sized setting of this method for health benchmarks (``make bench-methods``) and quick runs on the
+    #: 64-mel demo shards: ``--encoder vit_tiny --encoder-arg n_frames=96 --hp n_frames=96`` (4 x 6 patches)
+    small_config = {"encoder": "vit_tiny", "encoder_kwargs": {"n_frames": 96}, "hparams": {"n_frames": 96}}
 
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__(encoder, **hparams)

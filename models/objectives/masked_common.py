@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from timm.layers import build_sincos2d_pos_embed
 from timm.models.vision_transformer import Block
+
+from ..encoders.vit import sincos_table
 
 
 def split_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +58,7 @@ class MaskTokenTransformer(nn.Module):
     def forward(self, z_vis: torch.Tensor, vis_idx: torch.Tensor, msk_idx: torch.Tensor, mask: torch.Tensor,
                 n_time: int) -> torch.Tensor:
         b, n = mask.shape
-        pos = build_sincos2d_pos_embed([self.grid_f, n_time], dim=self.dim).to(z_vis)
+        pos = sincos_table(self.grid_f, n_time, self.dim).to(z_vis)
         if pos.shape[0] != n:
             raise ValueError(f"mask has {n} patches, the grid {self.grid_f} x {n_time} has {pos.shape[0]}")
         v = self.embed(z_vis)
