@@ -161,5 +161,5 @@ def test_small_configs_build_and_pass_check():
     for name in ("mae", "m2d"):
         sc = OBJECTIVES[name].small_config
         enc = models.build_encoder(sc["encoder"], n_mels=64, depth=1, **sc["encoder_kwargs"])
-        o = build_objective(name, enc, **sc["hparams"], **SMALL[name])
+        o = build_objective(name, enc, **sc["hparams"])
         assert o.hparams.n_frames == 96 and enc.grid_t == 6

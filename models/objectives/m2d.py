@@ -86,8 +86,10 @@ class M2DObjective(Objective):
     frontend_preset = "m2d"
     HParams = M2DHParams
     #: a CPU-sized setting of this method for health benchmarks (``make bench-methods``) and quick runs on the
-    #: 64-mel demo shards: ``--encoder vit_tiny --encoder-arg n_frames=96 --hp n_frames=96`` (4 x 6 patches)
-    small_config = {"encoder": "vit_tiny", "encoder_kwargs": {"n_frames": 96}, "hparams": {"n_frames": 96}}
+    #: 64-mel demo shards: vit_tiny on 96 frames (4 x 6 patches) with the predictor scaled down with the encoder
+    #: (the paper's 512-d predictor is 2/3 of ViT-B's width; 512-d on vit_tiny would cost 5x the encoder)
+    small_config = {"encoder": "vit_tiny", "encoder_kwargs": {"n_frames": 96},
+                    "hparams": {"n_frames": 96, "predictor_dim": 128, "predictor_depth": 2, "predictor_heads": 4}}
     ema_pairs = (("target_encoder", "encoder"),)
 
     def __init__(self, encoder: nn.Module, **hparams: Any):
