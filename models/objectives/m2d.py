@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import HParams, Objective, ema_update, make_target, register
-from .masked_common import MaskTokenTransformer, check_patch_encoder, decay_groups, gather_rows, split_mask
+from .masked_common import (MaskTokenTransformer, at_least_fp32, check_patch_encoder, decay_groups, gather_rows,
+                             split_mask)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def standardize_tokens(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 def normalized_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean over tokens of || pred/|pred| - target/|target| ||^2`` (= 2 - 2 cos)."""
-    return (F.normalize(pred.float(), dim=-1) - F.normalize(target.float(), dim=-1)).pow(2).sum(dim=-1).mean()
+    return (F.normalize(at_least_fp32(pred), dim=-1) - F.normalize(at_least_fp32(target), dim=-1)).pow(2).sum(-1).mean()
 
 
 @register

@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 
 from .base import HParams, Objective, register
-from .masked_common import MaskTokenTransformer, check_patch_encoder, decay_groups, gather_rows, split_mask
+from .masked_common import (MaskTokenTransformer, at_least_fp32, check_patch_encoder, decay_groups, gather_rows,
+                             split_mask)
 
 
 @dataclass
@@ -95,7 +96,7 @@ class MAEObjective(Objective):
         z = enc.encode_tokens(enc.embed_patches(gather_rows(patches, vis), vis, n_time))
         pred = self.decoder(z, vis, msk, mask.bool(), n_time)  # [B, Nm, p*p]
         target = patch_targets(gather_rows(patches, msk), self.hparams.norm_pix_loss)
-        loss = (pred.float() - target.float()).pow(2).mean(dim=-1).mean()
+        loss = (at_least_fp32(pred) - at_least_fp32(target)).pow(2).mean(dim=-1).mean()
         return {"loss": loss}
 
     def param_groups(self, batch_size: int | None = None) -> list[dict[str, Any]]:

@@ -28,6 +28,11 @@ def split_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order[:, : mask.shape[1] - nm], order[:, mask.shape[1] - nm:]
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors (bf16/fp16 autocast) to float32 for the loss; float32/float64 unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``x [B, N, C]`` rows at ``idx [B, n]`` -> ``[B, n, C]``."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
