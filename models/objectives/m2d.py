@@ -111,8 +111,9 @@ class M2DObjective(Objective):
         check_patch_encoder(cls.name, encoder, n_frames)
 
     def set_total_steps(self, steps: int) -> None:
-        """Length of the run, over which the EMA decay ramps from ``ema_tau_start`` to ``ema_tau``."""
-        self.total_steps = int(steps)
+        """Length of the run, over which the EMA decay ramps from ``ema_tau_start`` to ``ema_tau``; an explicit
+        ``hparams.total_steps`` (the planned length) wins over the trainer's ``steps``."""
+        self.total_steps = int(self.hparams.total_steps or steps)
 
     def ema_tau_now(self) -> float:
         start, end = float(self.hparams.ema_tau_start), float(self.hparams.ema_tau)
