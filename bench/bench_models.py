@@ -4,7 +4,11 @@ Batch 64 at each encoder's paper input size (mel bins x frames):
 
 * ``mobile`` 64 x 96 (Tagliasacchi et al. 2019, Sec. 4), ``audio_ntt`` 64 x 96 (Niizumi et al. 2021,
   Sec. IV-A), ``efficientnet_b0`` 64 x 96 (Kuroyanagi & Komatsu 2022, Sec. 3.2);
-* ``resnet50``, ``nfnet_f0``, ``slowfast_nfnet_f0`` 80 x 300 (Wang et al. 2022, Sec. 3: 80 mels, 3 s crops).
+* ``resnet50``, ``nfnet_f0``, ``slowfast_nfnet_f0`` 80 x 300 (Wang et al. 2022, Sec. 3: 80 mels, 3 s crops);
+* ``audio_ntt2022`` 64 x 96 (BYOL-A v2); ``vit_tiny`` / ``vit_small`` / ``vit_base`` 80 x 608 (M2D, Sec. 4.1:
+  190 patches, all visible, as at evaluation; masked pre-training encodes 30 % of them).  The MAC counter sees
+  ``nn.Linear`` / ``nn.Conv2d`` only, so the attention products (2 N^2 D per layer, 4 % of ViT-Base at 190
+  tokens) are left out.
 
 Next to the throughput it prints the multiply-adds per example and the achieved GMAC/s (forward:
 MACs x examples/s; forward+backward: 3 x MACs x examples/s, the backward pass costing about twice
@@ -38,6 +42,10 @@ PAPER_INPUT = {  # name: (kwargs, n_mels, n_frames)
     "resnet50": ({"n_mels": 80}, 80, 300),
     "nfnet_f0": ({"n_mels": 80}, 80, 300),
     "slowfast_nfnet_f0": ({}, 80, 300),
+    "audio_ntt2022": ({"d": 2048}, 64, 96),
+    "vit_tiny": ({"n_mels": 80, "n_frames": 608}, 80, 608),
+    "vit_small": ({"n_mels": 80, "n_frames": 608}, 80, 608),
+    "vit_base": ({"n_mels": 80, "n_frames": 608}, 80, 608),
 }
 
 

@@ -13,6 +13,13 @@ Presets (16 kHz mono, ``log(mel_power + eps)``):
   no frequency range; we keep 60-7800 Hz like the other presets (choice documented in
   docs/shard-format.md) and a 512-point FFT as for ``tagliasacchi``.
 
+* ``m2d`` -- Niizumi et al. 2023 (M2D), Sec. 4.1: 25 ms window and FFT (400 points), 10 ms hop, 80 mel bins
+  in 50-8000 Hz.
+* ``audio_mae`` -- Huang et al. 2022 (Audio-MAE), Sec. 4.1: 128 Kaldi-style filterbank bins, 25 ms window,
+  10 ms hop, 20 Hz to Nyquist.  We keep torchaudio's HTK mel filters with a Hann window, so this is close
+  to, not identical with, Kaldi fbank.  The 400-sample frame is zero-padded to a 1024-point FFT: at 512
+  points (Kaldi's size) the lowest of 128 triangular filters falls between two FFT bins and is all zero.
+
 ``eps`` is ``torch.finfo(torch.float32).eps`` as in the official BYOL-A code.  With ``center=True``
 a clip of ``n`` samples gives ``1 + n // hop`` frames (1001 for 10 s).
 """
@@ -81,6 +88,9 @@ PRESETS: dict[str, FrontendConfig] = {
     "tagliasacchi": FrontendConfig(name="tagliasacchi", n_fft=512, win_length=400, hop_length=160, n_mels=64),
     "byol_a": FrontendConfig(name="byol_a", n_fft=1024, win_length=1024, hop_length=160, n_mels=64),
     "hares": FrontendConfig(name="hares", n_fft=512, win_length=400, hop_length=160, n_mels=80),
+    "m2d": FrontendConfig(name="m2d", n_fft=400, win_length=400, hop_length=160, n_mels=80, f_min=50.0, f_max=8000.0),
+    "audio_mae": FrontendConfig(name="audio_mae", n_fft=1024, win_length=400, hop_length=160, n_mels=128, f_min=20.0,
+                                f_max=8000.0),
 }
 
 

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see co
 
 
 def small(name: str) -> dict:
-    """The objective's own small test hyperparameters (``test_config``), plus what its data would give."""
+    """The objective's own small test hyperparameters (``test_config``; its ``n_frames`` is the 16-frame
+    input's here), plus what its data would give."""
     cls = OBJECTIVES[name]
-    return {**cls.test_config.get("hparams", {}), **cls.data_hparams([f"c{i}" for i in range(V_)])}
+    hp = {k: v for k, v in cls.test_config.get("hparams", {}).items() if k != "n_frames"}
+    return {**hp, **cls.data_hparams([f"c{i}" for i in range(V_)])}
 
 
 class TinyEncoder(nn.Module):
@@ -58,9 +60,17 @@ class TinyEncoder(nn.Module):
         return self.fc(self._frames(x).amax(1))
 
 
-def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_) -> dict:
+def tiny_encoder(name: str) -> nn.Module:
+    """The encoder for the 16 x 16 forward tests: ``TinyEncoder``, or the objective's own ``tiny_encoder``
+    (``test_config``) when it needs a particular kind (a ViT patch encoder for masked modeling)."""
+    spec = OBJECTIVES[name].test_config.get("tiny_encoder")
+    return build_encoder(spec[0], **spec[1]) if spec else TinyEncoder()
+
+
+def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_, encoder: nn.Module | None = None) -> dict:
     """A batch from the objective's own sampler (the one the trainer builds) on random clips, collated as
-    the loader does: no hand-kept table of batch layouts."""
+    the loader does: no hand-kept table of batch layouts.  ``encoder``: the one the sampler's options
+    (``sampler_options``, e.g. its patch grid) follow."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -70,7 +80,9 @@ def make_batch(name: str, b: int = 4, n_mels: int = F_, n: int = N_, v: int = V_
     from shards.frontend import get_preset
 
     cls = OBJECTIVES[name]
-    sampler = build_sampler(cls.sampler, **{**cls.sampler_kwargs, "n_frames": n})
+    opts = cls.sampler_options(cls.HParams(**{**small(name), "n_frames": n}), encoder) if encoder is not None else {}
+    sampler = build_sampler(cls.sampler, **{**cls.sampler_kwargs, **{k: v for k, v in opts.items() if v is not None},
+                                             "n_frames": n})
     fe = {**get_preset("byol_a").to_dict(), "n_mels": n_mels}
     sampler.bind(SimpleNamespace(mean=0.0, std=1.0, frontend=fe, vocabulary=[f"c{i}" for i in range(v)]))
     rng = np.random.default_rng(0)
@@ -109,10 +121,10 @@ def _assert_trains(obj: nn.Module, batch: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_forward_tiny_encoder(name):
     torch.manual_seed(0)
-    enc = TinyEncoder()
+    enc = tiny_encoder(name)
     obj = build_objective(name, enc, n_frames=N_, **small(name))
     assert obj.encoder is enc
-    _assert_trains(obj, make_batch(name))
+    _assert_trains(obj, make_batch(name, encoder=enc))
     obj.after_step()
 
 

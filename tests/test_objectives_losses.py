@@ -203,6 +203,7 @@ def test_registry_and_paper_defaults():
     assert set(OBJECTIVES) >= {  # the papers' methods (a new method adds itself: no list to keep here)
         "autoencoder", "audio2vec_cbow", "audio2vec_skipgram", "temporal_gap", "triplet", "cola",
         "multi_strategy", "byol_a", "barlow_twins", "delores_m", "simclr", "supervised",
+        "mae", "m2d", "byol_a_v2",
     }
     hp = {n: c.default_hparams() for n, c in OBJECTIVES.items()}
     assert hp["audio2vec_cbow"].lr == 1e-3 and hp["audio2vec_cbow"].batch_size == 256

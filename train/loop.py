@@ -101,9 +101,10 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
     if "n_mels" in default_kwargs and "n_mels" not in cfg.encoder_kwargs and name == default_name \
             and int(default_kwargs["n_mels"]) != data_n_mels:
+        preset = getattr(obj_cls, "frontend_preset", None) or "hares"
         raise ValueError(f"method {cfg.method} expects {default_kwargs['n_mels']}-mel input for {name} (its paper's frontend) "
-                         f"but the shards have {data_n_mels}: build shards with the matching preset "
-                         f"(e.g. make shards PRESET=hares) or pass --encoder-arg n_mels={data_n_mels}")
+                         f"but the shards have {data_n_mels}: re-ingest with `python -m ingest folder SRC --out DIR "
+                         f"--preset {preset}` (make shards PRESET={preset}) or pass --encoder-arg n_mels={data_n_mels}")
     if "n_mels" in kwargs and int(kwargs["n_mels"]) != data_n_mels:
         raise ValueError(f"encoder {name} is set to n_mels={kwargs['n_mels']} but the shards have {data_n_mels} mel bins "
                          f"(rebuild the shards with the matching --preset or drop the n_mels override)")
@@ -112,15 +113,20 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     return name, kwargs
 
 
-def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any) -> dict[str, Any]:
-    """The objective's options for its default sampler, ``n_frames`` from the hyperparameters (when the
-    sampler takes it), then ``--sampler-arg`` overrides."""
+def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encoder: Any) -> dict[str, Any]:
+    """The objective's options for its default sampler, ``n_frames`` from the hyperparameters, the
+    objective's data-side options (``sampler_options``: e.g. a masking ratio and the encoder's patch grid),
+    each only where a part of the sampler takes it, then ``--sampler-arg`` overrides."""
     from pipeline import SAMPLERS
 
     kw: dict[str, Any] = dict(obj_cls.sampler_kwargs) if sampler == obj_cls.sampler else {}
     params = inspect.signature(SAMPLERS.get(sampler.split("+")[0])).parameters
     if "n_frames" in params and getattr(hp, "n_frames", None):
         kw["n_frames"] = int(hp.n_frames)
+    parts = [inspect.signature(SAMPLERS.get(p)).parameters for p in sampler.split("+")]
+    for k, v in obj_cls.sampler_options(hp, encoder).items():
+        if v is not None and any(k in ps for ps in parts):
+            kw[k] = v
     kw.update(cfg.sampler_kwargs)
     return kw
 
@@ -277,11 +283,11 @@ def setup(cfg: TrainConfig) -> Run:
     sampler = cfg.sampler or obj_cls.sampler
     facts = read_manifests(cfg.shards)
     enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
-    skw = _sampler_kwargs(cfg, sampler, obj_cls, hp)
-    smp = build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)
-    smp.bind(facts)
     set_seed(cfg.seed)
     encoder = build_checked(build_encoder, enc_name, enc_kwargs, "bad --encoder-arg", shown=cfg.encoder_kwargs)
+    skw = _sampler_kwargs(cfg, sampler, obj_cls, hp, encoder)
+    smp = build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)
+    smp.bind(facts)
     if cfg.init:
         load_weights(encoder, cfg.init, what="--init")
     check_pairing(obj_cls, smp, encoder, getattr(hp, "n_frames", None))
@@ -293,6 +299,7 @@ def setup(cfg: TrainConfig) -> Run:
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
     cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
+    objective.set_total_steps(cfg.steps)  # schedules inside the objective (e.g. an EMA ramp over the run)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     run = Run(cfg, acc, objective, acc.unwrap_model(objective), optimizer, scheduler, facts, sampler, skw, input_norm,
               enc_name, enc_kwargs, global_batch, local_batch, trackers, os.path.join(cfg.out, "metrics.jsonl"))

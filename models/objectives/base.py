@@ -193,6 +193,15 @@ class Objective(nn.Module):
         (one line) when the data cannot serve this objective. Default: none."""
         return {}
 
+    @classmethod
+    def sampler_options(cls, hp: Any, encoder: nn.Module) -> dict[str, Any]:
+        """Options this objective gives its sampler from its hyperparameters and encoder (e.g. a masking
+        ratio and the patch grid); the trainer passes each one only to sampler parts that take it."""
+        return {}
+
+    def set_total_steps(self, steps: int) -> None:
+        """The run's length in optimiser steps, told before step 1 (schedules inside the objective)."""
+
     def input_norm(self) -> dict[str, Any] | None:
         """Normalisation the objective applies to its inputs itself (``encoder.json`` ``input_norm``),
         or ``None`` when the encoder sees the sampler's output as it is."""
