@@ -26,10 +26,11 @@ import torch
 
 from shards.atomic import atomic_write_bytes
 
+from .budget import TimeBudget
 from .checkpoint import latest_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .export import load_weights, save_encoder
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, replan_scheduler
 
 log = logging.getLogger("melstream.train")
 
@@ -171,18 +172,20 @@ def param_fingerprint(module: torch.nn.Module) -> str:
 
 
 def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int, losses: list[float],
-                   keys: list[str]) -> None:
+                   keys: list[str], extra: dict[str, Any] | None = None) -> None:
     """``run_summary.json``: final step/loss, world size, per-rank parameter fingerprints and clips read."""
     from accelerate.utils import gather_object
 
     fps = gather_object([param_fingerprint(model)])
     read = gather_object([[str(k) for k in keys[:256]]])
+    steps = gather_object([int(step)])
     if acc.is_main_process:
         from shards.atomic import atomic_write_json
 
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
-            "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read})
+            "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read, "step_per_rank": steps,
+            **(extra or {})})
 
 
 def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
@@ -195,6 +198,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     from models.objectives import build_objective, get_objective_class
     from pipeline import build_loader, read_manifests
 
+    budget = TimeBudget(cfg.max_minutes, cfg.budget_plan_steps)  # the clock starts here (train/budget.py)
     obj_cls = get_objective_class(cfg.method)
     base_hp = obj_cls.default_hparams(cfg.hparams.get("preset")).to_dict()
     hp = obj_cls.HParams(**{k: v for k, v in {**base_hp, **cfg.hparams}.items() if k in base_hp})
@@ -251,7 +255,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
-    cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
+    cfg = dataclasses.replace(cfg, steps=budget.resolve_steps(cfg.steps, resolve_steps(cfg.steps, hp, steps_per_epoch),
+                                                              cfg.out, cfg.resume))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)
@@ -334,11 +339,18 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
             unwrapped.after_step()
             step += 1
             n_last += global_batch
+            stop, replanned = budget.after_step(step, acc)
+            if replanned:
+                cfg = dataclasses.replace(cfg, steps=replanned)
+                seg_end = min(seg_end, cfg.steps)
+                replan_scheduler(scheduler, hp, cfg.steps, steps_per_epoch)
+                if acc.is_main_process:
+                    budget.save_plan(cfg.out, step)
             lval = float(acc.reduce(loss.detach().float(), "mean").item()) if world > 1 else float(loss.item())
             losses.append(lval)
             if bar is not None:
                 bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == cfg.steps or stop:
                 dt = time.perf_counter() - t_last
                 rec = {"step": step, "loss": lval, "lr": float(scheduler.get_last_lr()[0]),
                        "examples_per_s": n_last / max(dt, 1e-9), "world_size": world,
@@ -355,13 +367,18 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
                         acc.log({k: v for k, v in rec.items() if k != "step"}, step=step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{lval:.4f}", lr=f"{rec['lr']:.2e}", ex_s=f"{rec['examples_per_s']:.0f}")
-        if step % cfg.save_every == 0 or step == cfg.steps:
+            if stop:
+                break
+        if step % cfg.save_every == 0 or step >= cfg.steps or budget.stopped_by:
             save_checkpoint(acc, cfg.out, step, cfg.keep_last)
             export(step)
         del it, loader
+        if budget.stopped_by:
+            break
     if bar is not None:
         bar.close()
-    _write_summary(acc, cfg, unwrapped, step, losses, keys_read)
+    stopped = budget.summary(step, cfg.steps)
+    _write_summary(acc, cfg, unwrapped, step, losses, keys_read, stopped)
     acc.wait_for_everyone()
     acc.end_training()
     clean = shutdown_distributed()
@@ -373,5 +390,5 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         _KEEP_ALIVE.append(dict(locals()))
     if not all(math.isfinite(v) for v in losses):
         raise NonFiniteLoss("non-finite loss logged")
-    return {"step": step, "losses": losses, "world_size": world, "out": cfg.out, "clean_shutdown": clean,
+    return {"step": step, "losses": losses, "stopped_by": stopped["stopped_by"], "world_size": world, "out": cfg.out, "clean_shutdown": clean,
             "is_main_process": acc.is_main_process}
