@@ -28,7 +28,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval clean
+.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -114,5 +114,12 @@ bench-train: setup
 bench-eval: setup
 	$(PYTHON) bench/bench_eval.py
 
+# Every registered method, on its paper encoder and on audio_ntt d=512, for MINUTES of wall clock each on the
+# demo shards, then linear probe + kNN vs the same encoder untrained and the spectrogram (README table).
+MINUTES ?= 4
+bench-methods: setup
+	test -f $(DATA)/demo/pretrain/manifest.json || $(MAKE) shards
+	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA)
+
 clean:
-	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo
+	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods
