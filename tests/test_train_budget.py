@@ -75,9 +75,12 @@ def test_time_budget_plans_the_schedule_from_the_measured_rate(demo_small, tmp_p
     from train.config import load_config
 
     s = train(load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS)))
-    # clock: start 10, step k at 10 + 10 k; planned at step 3 from steps 1-3: 0.1 steps/s x (600 - 30) s
+    # clock: start 10, step k at 10 + 10 k; planned at step 3 from steps 1-3: 0.1 steps/s x (600 - 30) s,
+    # then again at a quarter, half and three quarters of the budget (steps 15, 30, 45), same rate
     plan = json.load(open(out / "budget.json"))
-    assert plan["planned_steps"] == 3 + 57 and plan["planned_at_step"] == 3 and plan["steps_per_s"] == 0.1
+    assert [(p["step"], p["planned_steps"]) for p in plan["plans"]] == [(3, 60), (15, 60), (30, 60), (45, 60)]
+    assert plan["planned_steps"] == 60 and plan["planned_at_step"] == 45
+    assert all(p["steps_per_s"] == pytest.approx(0.1) for p in plan["plans"])
     assert s["step"] == 60
     rows = _rows(out)
     assert rows[1]["lr"] > 0.99e-4  # before the plan: the 300k-step cosine barely moved
@@ -87,6 +90,42 @@ def test_time_budget_plans_the_schedule_from_the_measured_rate(demo_small, tmp_p
     # --resume without --steps keeps the planned length (the run is complete: nothing to do)
     again = train(load_config([*argv, "--resume"], sorted(OBJECTIVES), sorted(ENCODERS)))
     assert again["step"] == 60 and again["losses"] == [] and again["stopped_by"] == "steps"
+
+
+def test_time_budget_slow_start_is_replanned_and_constant_schedules_are_not_planned(demo_small, tmp_path,
+                                                                                     monkeypatch):
+    """A first plan made during a slow start (here 50 s per step, then 10 s) is corrected at a quarter of
+    the budget; a constant schedule is never planned and runs until the clock stops it."""
+    d = os.path.join(demo_small[0], "pretrain")
+    state = {"t": 0.0, "n": 0}
+
+    def tick() -> float:
+        state["n"] += 1
+        state["t"] += 50.0 if state["n"] <= 4 else 10.0  # start, steps 1-3 slow; then 10 s per step
+        return state["t"]
+
+    monkeypatch.setattr(budget, "now", tick)
+    from models import ENCODERS
+    from models.objectives import OBJECTIVES
+    from train.config import load_config
+
+    base = ["--method", "temporal_gap", "--shards", d, "--batch-size", "8", "--num-workers", "0",
+            "--log-every", "1000", "--save-every", "1000", "--shuffle-buffer", "32", "--tracker", "none",
+            "--max-minutes", "10", "--budget-plan-steps", "3"]
+    out = tmp_path / "slow"
+    s = train(load_config([*base, "--out", str(out), "--hp", "schedule=warmup_cosine"], sorted(OBJECTIVES),
+                          sorted(ENCODERS)))
+    plans = json.load(open(out / "budget.json"))["plans"]
+    # elapsed: step 1 at 50 s, 2 at 100 s (a tenth of the budget: plan at 0.02 steps/s -> 2 + 10 = 12),
+    # 3 at 150 s (a quarter: same rate, 12), then 10 s per step: at step 11 (230 s) the plan runs out
+    # early and is extended at 0.1 steps/s (11 + 37 = 48); half and three quarters confirm it
+    assert [(p["step"], p["planned_steps"]) for p in plans] == [(2, 12), (3, 12), (11, 48), (18, 48), (33, 48)]
+    assert s["step"] == 48  # the slow start did not end the run at step 12
+    state.update(t=0.0, n=0)
+    out = tmp_path / "const"
+    c = train(load_config([*base, "--out", str(out)], sorted(OBJECTIVES), sorted(ENCODERS)))
+    # elapsed 150 s after step 3, then 10 s per step: step 48 reaches 600 s
+    assert not (out / "budget.json").exists() and c["stopped_by"] == "time" and c["step"] == 48
 
 
 def test_time_budget_rejects_bad_values():

@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
     cfg = dataclasses.replace(cfg, steps=budget.resolve_steps(cfg.steps, resolve_steps(cfg.steps, hp, steps_per_epoch),
-                                                              cfg.out, cfg.resume))
+                                                              cfg.out, cfg.resume, hp.schedule))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     unwrapped = acc.unwrap_model(objective)
