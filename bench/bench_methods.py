@@ -106,7 +106,7 @@ def run_one(method: str, variant: str, enc: str, kw: dict, a: argparse.Namespace
     s = train(cfg)
     wall = time.perf_counter() - t0
     summ = json.load(open(os.path.join(out, "run_summary.json")))
-    return {"run": out, "steps": s["step"], "stopped_by": s["stopped_by"], "batch": batch,
+    return {"run": os.path.relpath(out, ROOT) if out.startswith(ROOT) else out, "steps": s["step"], "stopped_by": s["stopped_by"], "batch": batch,
             "planned_steps": summ.get("planned_steps"), "train_wall_s": round(wall, 1),
             "examples_per_s": s["step"] * batch / max(summ.get("elapsed_s") or wall, 1e-9),
             "final_loss": s["losses"][-1] if s["losses"] else None,
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {key}: {label}, {a.minutes} min", flush=True)
             try:
                 row.update(run_one(method, variant, enc, kw, a))
-                row.update(evaluate(row["run"], a))
+                row.update(evaluate(os.path.join(ROOT, row["run"]), a))
             except Exception as e:  # one broken method must not cost the others their rows
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
                 logging.exception("%s failed", key)
