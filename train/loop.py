@@ -342,7 +342,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
             stop, replanned = budget.after_step(step, acc)
             if replanned:
                 cfg = dataclasses.replace(cfg, steps=replanned)
-                seg_end = min(seg_end, cfg.steps)
+                seg_end = min((step // cfg.save_every + 1) * cfg.save_every, cfg.steps)  # shorter or longer
                 replan_scheduler(scheduler, hp, cfg.steps, steps_per_epoch)
                 if acc.is_main_process:
                     budget.save_plan(cfg.out, step)
