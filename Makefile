@@ -28,7 +28,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval gpu-check clean
+.PHONY: setup apt check-lock lock test gpu-check shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -121,6 +121,12 @@ bench-eval: setup
 # bench/results/gpu.json + a summary; without CUDA one line and exit 0.  GPU_CHECK_ARGS: e.g. --methods byol_a
 gpu-check: setup
 	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
+# Every registered method, on its paper encoder and on audio_ntt d=512, for MINUTES of wall clock each on the
+# demo shards, then linear probe + kNN vs the same encoder untrained and the spectrogram (README table).
+MINUTES ?= 4
+bench-methods: setup
+	test -f $(DATA)/demo/pretrain/manifest.json || $(MAKE) shards
+	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA)
 
 clean:
-	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo
+	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods

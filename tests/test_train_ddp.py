@@ -79,3 +79,40 @@ def test_two_cpu_ranks_stay_in_sync(demo_small, tmp_path):
     for r in rows:
         expect = 1e-4 * 0.5 * (1 + math.cos(math.pi * (r["step"] - 1) / 9))
         assert abs(r["lr"] - expect) < 1e-12, (r["step"], r["lr"], expect)
+
+
+def test_two_cpu_ranks_stop_together_on_a_time_budget(demo_small, tmp_path):
+    """``--max-minutes`` under DDP: rank 0 decides both the planned length and the stop and broadcasts
+    them, so both ranks stop at the same step (a per-rank decision would desynchronise the collectives)."""
+    shards_dir = os.path.join(demo_small[0], "pretrain")
+    out = tmp_path / "ddp_time"
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+           "MELSTREAM_HANG_DUMP_S": "150"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(_free_port()),
+           os.path.join(ROOT, "train", "pretrain.py"), "--method", "temporal_gap", "--shards", shards_dir,
+           "--out", str(out), "--batch-size", "8", "--num-workers", "0", "--log-every", "5",
+           "--save-every", "100000", "--tracker", "none", "--init-timeout-s", "120",
+           "--max-minutes", "0.4", "--budget-plan-steps", "3", "--hp", "schedule=warmup_cosine",
+           "--hp", "warmup_steps=1"]  # no --steps: the paper's 300k, re-planned
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        so, se = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        tree = _process_tree(proc.pid)
+        os.killpg(proc.pid, 9)
+        so, se = proc.communicate()
+        raise AssertionError(f"launcher still running after 240 s; processes:\n{tree}\nstderr: {se[-6000:]}") from None
+    assert proc.returncode == 0, se[-6000:]
+    summary = json.load(open(out / "run_summary.json"))
+    step = summary["step"]
+    assert summary["world_size"] == 2 and summary["stopped_by"] == "time"
+    assert summary["step_per_rank"] == [step, step] and summary["ranks_in_sync"]
+    plan = json.load(open(out / "budget.json"))  # first planned at step 2 or 3 (a tenth of the budget or 3 steps)
+    assert plan["plans"][0]["step"] in (2, 3) and plan["planned_steps"] > plan["planned_at_step"]
+    assert summary["planned_steps"] == plan["planned_steps"] and step < 300_000
+    assert json.load(open(out / "encoder.json"))["step"] == step
+    assert (out / "checkpoints" / "latest").read_text().strip() == f"step_{step:07d}"

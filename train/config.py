@@ -29,6 +29,8 @@ class TrainConfig:
     shards: list[str] = field(default_factory=lambda: ["data/demo/pretrain"])
     out: str = "runs/default"
     steps: int | None = None  # default: the method's paper length (total_steps, or epochs of the shards)
+    max_minutes: float | None = None  # wall-clock budget (train/budget.py); stops at the next step boundary
+    budget_plan_steps: int = 20  # without --steps: plan the schedule from the steps/s of the first N steps
     batch_size: int | None = None  # global batch (all processes, one optimiser step); default: paper value
     grad_accum: int = 1
     clip_grad: float | None = None
@@ -58,6 +60,10 @@ _HELP = {
     "out": "run directory (checkpoints, metrics.jsonl, config.yaml, encoder.safetensors)",
     "steps": "optimiser steps (default: the paper's training length: its total_steps, or its epochs over the shards' clips)",
     "batch_size": "global batch per optimiser step, split over processes and accumulation steps",
+    "max_minutes": "wall-clock budget in minutes: stop at the first step boundary after it, checkpoint and export "
+                   "(without --steps the lr schedule is planned from the measured steps/s; see train/budget.py)",
+    "budget_plan_steps": "with --max-minutes and no --steps: measure steps/s over the first N steps (or a tenth "
+                         "of the budget) and plan the run length and lr schedule from it",
     "grad_accum": "gradient accumulation steps",
     "clip_grad": "clip the global gradient norm to this value",
     "mixed_precision": "no | bf16 | fp16",
@@ -169,5 +175,7 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str])
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     cfg = TrainConfig(**data)
+    if cfg.max_minutes is not None and not cfg.max_minutes < float("inf"):
+        raise SystemExit(f"error: --max-minutes must be a finite number of minutes, got {cfg.max_minutes}")
     json.dumps(cfg.to_dict())  # everything must be serialisable into config.yaml
     return cfg

@@ -26,10 +26,11 @@ import torch
 
 from shards.atomic import atomic_write_bytes
 
+from .budget import TimeBudget
 from .checkpoint import load_newest, save_checkpoint
 from .config import TrainConfig
 from .export import load_weights, save_encoder
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, replan_scheduler
 from .validate import build_checked, check_run
 
 log = logging.getLogger("melstream.train")
@@ -177,19 +178,21 @@ def param_fingerprint(module: torch.nn.Module) -> str:
 
 
 def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int, losses: list[float],
-                   keys: list[str]) -> None:
+                   keys: list[str], extra: dict[str, Any] | None = None) -> None:
     """``run_summary.json``: final step/loss, world size, per-rank parameter fingerprints and clips read."""
     from accelerate.utils import gather_object
 
     fps = gather_object([param_fingerprint(model)])
     read = gather_object([[str(k) for k in keys[:256]]])
+    steps = gather_object([int(step)])
     if acc.is_main_process:
         from shards.atomic import atomic_write_json
 
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
             "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
-            "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())})
+            "step_per_rank": steps, "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()),
+            **(extra or {})})
 
 
 @dataclasses.dataclass
@@ -212,6 +215,9 @@ class Run:
     local_batch: int
     trackers: list[str]
     metrics_path: str
+    budget: Any  # train.budget.TimeBudget: the wall-clock limit (--max-minutes) and length planning
+    hp: Any
+    steps_per_epoch: float | None
     step: int = 0
     losses: list[float] = dataclasses.field(default_factory=list)
     keys_read: list[str] = dataclasses.field(default_factory=list)
@@ -262,6 +268,7 @@ def setup(cfg: TrainConfig) -> Run:
     from models.objectives import build_objective, get_objective_class
     from pipeline import build_sampler, read_manifests
 
+    budget = TimeBudget(cfg.max_minutes, cfg.budget_plan_steps)  # the clock starts here (train/budget.py)
     obj_cls = get_objective_class(cfg.method)
     cfg = check_run(cfg, obj_cls)  # outside values converted to their declared types, or one line
     base_hp = obj_cls.default_hparams(cfg.hparams.get("preset")).to_dict()
@@ -297,12 +304,14 @@ def setup(cfg: TrainConfig) -> Run:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
-    cfg = dataclasses.replace(cfg, steps=resolve_steps(cfg.steps, hp, steps_per_epoch))
+    cfg = dataclasses.replace(cfg, steps=budget.resolve_steps(cfg.steps, resolve_steps(cfg.steps, hp, steps_per_epoch),
+                                                              cfg.out, cfg.resume, hp.schedule))
     scheduler = build_scheduler(optimizer, hp, cfg.steps, steps_per_epoch)
     objective.set_total_steps(cfg.steps)  # schedules inside the objective (e.g. an EMA ramp over the run)
     objective, optimizer, scheduler = acc.prepare(objective, optimizer, scheduler)
     run = Run(cfg, acc, objective, acc.unwrap_model(objective), optimizer, scheduler, facts, sampler, skw, input_norm,
-              enc_name, enc_kwargs, global_batch, local_batch, trackers, os.path.join(cfg.out, "metrics.jsonl"))
+              enc_name, enc_kwargs, global_batch, local_batch, trackers, os.path.join(cfg.out, "metrics.jsonl"),
+              budget, hp, steps_per_epoch)
     os.makedirs(cfg.out, exist_ok=True)
     _resume(run)
     resolved = {**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
@@ -426,14 +435,25 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
         while run.step < seg_end:
             lval, out = train_step(run, it, info)
             n_last += run.global_batch
+            stop, replanned = run.budget.after_step(run.step, acc)
+            if replanned:  # a time budget re-planned the run's length (train/budget.py)
+                cfg = run.cfg = dataclasses.replace(cfg, steps=replanned)
+                seg_end = min((run.step // cfg.save_every + 1) * cfg.save_every, cfg.steps)  # shorter or longer
+                replan_scheduler(run.scheduler, run.hp, cfg.steps, run.steps_per_epoch)
+                if acc.is_main_process:
+                    run.budget.save_plan(cfg.out, run.step)
             if run.bar is not None:
                 run.bar.update(1)
-            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps or stop:
                 log_step(run, lval, out, info, n_last, time.perf_counter() - t_last, probe)
                 t_last, n_last = time.perf_counter(), 0
-        if run.step % cfg.save_every == 0 or run.step == cfg.steps:
+            if stop:
+                break
+        if run.step % cfg.save_every == 0 or run.step >= cfg.steps or run.budget.stopped_by:
             checkpoint(run)
         del it, loader
+        if run.budget.stopped_by:
+            break
     return finish(run)
 
 
@@ -442,7 +462,8 @@ def finish(run: Run) -> dict[str, Any]:
     acc = run.acc
     if run.bar is not None:
         run.bar.close()
-    _write_summary(acc, run.cfg, run.unwrapped, run.step, run.losses, run.keys_read)
+    stopped = run.budget.summary(run.step, run.cfg.steps)
+    _write_summary(acc, run.cfg, run.unwrapped, run.step, run.losses, run.keys_read, stopped)
     acc.wait_for_everyone()
     acc.end_training()
     clean = shutdown_distributed()
@@ -454,5 +475,5 @@ def finish(run: Run) -> dict[str, Any]:
         _KEEP_ALIVE.append({"run": run})
     if not all(math.isfinite(v) for v in run.losses):
         raise NonFiniteLoss("non-finite loss logged")
-    return {"step": run.step, "losses": run.losses, "world_size": run.world, "out": run.cfg.out,
-            "clean_shutdown": clean, "is_main_process": acc.is_main_process}
+    return {"step": run.step, "losses": run.losses, "stopped_by": stopped["stopped_by"], "world_size": run.world,
+            "out": run.cfg.out, "clean_shutdown": clean, "is_main_process": acc.is_main_process}

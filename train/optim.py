@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -46,11 +46,11 @@ def warmup_steps_for(hp: Any, steps: int, steps_per_epoch: float | None) -> int:
     return 0
 
 
-def build_scheduler(opt: torch.optim.Optimizer, hp: Any, total_steps: int,
-                    steps_per_epoch: float | None = None) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step multiplier of each group's base lr; warm-up is capped at 1/10 of a short run."""
+def lr_multiplier(hp: Any, total_steps: int, steps_per_epoch: float | None = None) -> Callable[[int], float]:
+    """The per-step multiplier of each group's base lr for a run of ``total_steps`` optimiser steps;
+    warm-up is capped at 1/10 of a short run."""
     if hp.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        return lambda s: 1.0
     if hp.schedule != "warmup_cosine":
         raise ValueError(f"unknown schedule {hp.schedule!r}")
     want = warmup_steps_for(hp, total_steps, steps_per_epoch)
@@ -66,4 +66,21 @@ def build_scheduler(opt: torch.optim.Optimizer, hp: Any, total_steps: int,
         t = (step - warm) / max(total_steps - warm, 1)
         return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+    return f
+
+
+def build_scheduler(opt: torch.optim.Optimizer, hp: Any, total_steps: int,
+                    steps_per_epoch: float | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` over :func:`lr_multiplier` (``constant`` or ``warmup_cosine``)."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(hp, total_steps, steps_per_epoch))
+
+
+def replan_scheduler(scheduler: Any, hp: Any, total_steps: int, steps_per_epoch: float | None = None) -> None:
+    """Re-plan a running schedule for a new run length (``--max-minutes``): the multiplier of the
+    current step is taken from the new plan at once; the step count is kept."""
+    sch = getattr(scheduler, "scheduler", scheduler)  # Accelerate wraps it
+    f = lr_multiplier(hp, total_steps, steps_per_epoch)
+    sch.lr_lambdas = [f] * len(sch.optimizer.param_groups)
+    for g, base in zip(sch.optimizer.param_groups, sch.base_lrs):
+        g["lr"] = base * f(sch.last_epoch)
+    sch._last_lr = [g["lr"] for g in sch.optimizer.param_groups]

@@ -25,6 +25,7 @@ TRAIN_BOUNDS: dict[str, tuple[float, bool]] = {
     "steps": (1, False), "batch_size": (1, False), "grad_accum": (1, False), "save_every": (1, False),
     "keep_last": (1, False), "log_every": (1, False), "num_workers": (0, False), "shuffle_buffer": (0, False),
     "probe_every": (0, False), "clip_grad": (0, True), "init_timeout_s": (1, False),
+    "max_minutes": (0, True), "budget_plan_steps": (2, False),
 }
 TRAIN_CHOICES: dict[str, tuple[str, ...]] = {"mixed_precision": ("no", "bf16", "fp16"),
                                              "tracker": ("auto", "tensorboard", "none")}

@@ -1,0 +1,258 @@
+"""`make bench-methods`: does every method learn?  Same wall-clock budget, then the same probes.
+
+For every method of the objectives registry (``models.objectives.OBJECTIVES``: methods added later
+are picked up), on its default encoder and on one shared small encoder (``audio_ntt`` d=512):
+
+1. pretrain on the demo pretraining shards for ``--minutes`` of wall clock (``--max-minutes``; the
+   lr schedule is planned from the measured steps/s, train/budget.py), at the bench batch below and
+   otherwise the paper's hyperparameters;
+2. score the exported encoder with the linear probe and kNN on the demo tasks, next to the same
+   encoder untrained (same seed 0, frontend and input norm: ``eval``'s ``untrained`` baseline copies
+   them from the run) and the spectrogram baseline.
+
+Evaluation windows: one centre crop of 288 frames (3 s) per clip (``--window crop:288``): about a
+seventh of the encoder work of ``eval run``'s 96-frame sliding windows (hop 48) over the 10-s clips,
+which took 2-4 minutes per run here; ``--window sliding:96`` gives the ``make demo`` protocol.
+
+"probe mean" = the mean over the tasks.  Linear: per probe seed the mean over tasks, then mean and
+95 % t-interval over the 5 seeds; delta vs untrained is paired by seed (the same seeds and folds).
+kNN is deterministic: its interval combines the tasks' test-set intervals in quadrature.  A row
+whose linear-probe mean does not exceed the untrained one is flagged ``NO``; ``~`` when the paired
+interval includes 0.  The intervals cover probe seeds and test sampling, not pretraining seeds.
+
+Bench batch: the papers' batches (256 to 4096) would give a handful of steps on 2 CPU cores, so
+every method uses 64 (the ``make demo`` batch), 16 on ``slowfast_nfnet_f0`` (63 M parameters at
+300 frames).  The default encoder's ``n_mels`` follows the shards (64; SimCLR's paper uses 80).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+
+from _common import RESULTS, ROOT
+
+SHARED = ("audio_ntt", {"d": 512})
+TASKS = "demo_family,demo_pitch,demo_timbre"
+BATCH = {"slowfast_nfnet_f0": 16}
+DEFAULT_BATCH = 64
+
+
+def variants(method: str, n_mels: int) -> list[tuple[str, str, dict]]:
+    """``[(variant, encoder, kwargs)]``: the method's default encoder, then the shared one if different."""
+    from models.objectives import get_objective_class
+
+    name, kw = get_objective_class(method).default_encoder
+    kw = {k: (n_mels if k == "n_mels" else v) for k, v in kw.items()}  # follow the shards' mel bins
+    out = [("default", name, kw)]
+    if (name, kw) != SHARED:
+        out.append(("shared", *SHARED))
+    return out
+
+
+def _t_ci(vals: list[float]) -> tuple[float, float | None]:
+    sys.path.insert(0, ROOT)
+    from eval import metrics as M
+
+    m, ci = M.t_ci95(vals)
+    return float(m), (None if ci is None else float(ci))
+
+
+def probe_mean(res: dict, tasks: list[str], probe: str) -> dict:
+    """Mean over tasks of one model's probe results, with a CI (see the module docstring)."""
+    rows = [res[t][probe] for t in tasks]
+    seeds = [r.get("per_seed") or [] for r in rows]
+    if len({len(s) for s in seeds}) == 1 and len(seeds[0]) > 1:
+        per_seed = [sum(s[i] for s in seeds) / len(seeds) for i in range(len(seeds[0]))]
+        m, ci = _t_ci(per_seed)
+        return {"mean": m, "ci95": ci, "per_seed": per_seed, "per_task": {t: r["mean"] for t, r in zip(tasks, rows)}}
+    m = sum(r["mean"] for r in rows) / len(rows)
+    cis = [r.get("ci95") for r in rows]
+    ci = None if any(c is None for c in cis) else math.sqrt(sum(c * c for c in cis)) / len(cis)
+    return {"mean": m, "ci95": ci, "per_task": {t: r["mean"] for t, r in zip(tasks, rows)}}
+
+
+def delta(a: dict, b: dict) -> dict:
+    """a - b, paired by probe seed when both have per-seed values."""
+    if a.get("per_seed") and b.get("per_seed") and len(a["per_seed"]) == len(b["per_seed"]):
+        m, ci = _t_ci([x - y for x, y in zip(a["per_seed"], b["per_seed"])])
+        return {"mean": m, "ci95": ci}
+    ci = None if a.get("ci95") is None or b.get("ci95") is None else math.hypot(a["ci95"], b["ci95"])
+    return {"mean": a["mean"] - b["mean"], "ci95": ci}
+
+
+def run_one(method: str, variant: str, enc: str, kw: dict, a: argparse.Namespace) -> dict:
+    from models import ENCODERS
+    from models.objectives import OBJECTIVES
+    from train.config import load_config
+    from train.loop import train
+
+    out = os.path.join(a.runs, f"{method}__{variant}")
+    shutil.rmtree(out, ignore_errors=True)
+    batch = BATCH.get(enc, DEFAULT_BATCH)
+    argv = ["--method", method, "--encoder", enc, "--shards", os.path.join(a.data, "demo", "pretrain"),
+            "--out", out, "--batch-size", str(batch), "--max-minutes", str(a.minutes), "--seed", "0",
+            "--num-workers", str(a.workers), "--save-every", "1000000", "--keep-last", "1", "--log-every", "10",
+            "--tracker", "none"]
+    for k, v in kw.items():
+        argv += ["--encoder-arg", f"{k}={v}"]
+    cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
+    t0 = time.perf_counter()
+    s = train(cfg)
+    wall = time.perf_counter() - t0
+    summ = json.load(open(os.path.join(out, "run_summary.json")))
+    return {"run": os.path.relpath(out, ROOT) if out.startswith(ROOT) else out, "steps": s["step"], "stopped_by": s["stopped_by"], "batch": batch,
+            "planned_steps": summ.get("planned_steps"), "train_wall_s": round(wall, 1),
+            "examples_per_s": s["step"] * batch / max(summ.get("elapsed_s") or wall, 1e-9),
+            "final_loss": s["losses"][-1] if s["losses"] else None,
+            "first_loss": s["losses"][0] if s["losses"] else None}
+
+
+BASELINES: dict[str, dict] = {}  # baseline hash -> per-task results (the same for every run that shares it)
+
+
+def evaluate(run: str, a: argparse.Namespace) -> dict:
+    """Linear probe + kNN of the run, its untrained encoder and the spectrogram; baselines scored once
+    per (encoder, kwargs, seed, input norm) and reused."""
+    from eval.runner import RunOptions, resolve_models
+    from eval.runner import evaluate as ev
+
+    tasks = a.tasks.split(",")
+    models = resolve_models([run, "untrained", "spectrogram"])
+    mode, _, frames = a.window.partition(":")
+    o = RunOptions(tasks=tasks, data_root=a.data, protocols=("linear", "knn"), window_mode=mode,
+                   window_frames=int(frames) if frames else None, cache_dir=os.path.join(a.runs, "eval_cache"),
+                   progress=False)
+    hashes = [m.frozen.model_hash() for m in models]
+    todo = [m for m, h in zip(models, hashes) if m.kind == "run" or h not in BASELINES]
+    t0 = time.perf_counter()
+    res = ev(todo, o)
+    per = {}
+    for m, h in zip(models, hashes):
+        if m.kind == "run" or h not in BASELINES:
+            per[m.name] = res["models"][m.name]["results"]
+            if m.kind != "run":
+                BASELINES[h] = per[m.name]
+        else:
+            per[m.name] = BASELINES[h]
+    names = [m.name for m in models]
+    row: dict = {"eval_s": round(time.perf_counter() - t0, 1), "untrained_hash": hashes[1]}
+    for probe in ("linear", "knn"):
+        tr, un, sp = (probe_mean(per[n], tasks, probe) for n in names)
+        row[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": delta(tr, un)}
+    d = row["linear"]["delta_untrained"]
+    row["beats_untrained"] = "NO" if d["mean"] <= 0 else ("~" if d["ci95"] is not None and d["mean"] - d["ci95"] <= 0
+                                                          else "yes")
+    return row
+
+
+def save_row(path: str, key: str, row: dict, a: argparse.Namespace) -> dict:
+    """Merge one row into the results file under a lock (other rows, e.g. of a concurrent or earlier
+    partial run, are kept); returns all rows."""
+    import fcntl
+
+    from shards.atomic import atomic_write_json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                rows = json.load(f).get("rows", {})
+        rows[key] = row
+        atomic_write_json(path, {"rows": rows, "machine": machine(), "settings": {
+            "tasks": a.tasks, "window": a.window, "seed": 0, "shared_encoder": list(SHARED), "default_batch": DEFAULT_BATCH,
+            "batch_by_encoder": BATCH, "data": "demo/pretrain"}})
+    return rows
+
+
+def machine() -> dict:
+    import platform
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def _pm(r: dict) -> str:
+    return f"{r['mean']:.3f}" + (f" ± {r['ci95']:.3f}" if r.get("ci95") is not None else "")
+
+
+def markdown(rows: dict) -> str:
+    head = ("| method | encoder | batch | steps | ex/s | linear: trained | untrained | spectrogram | Δ vs untrained "
+            "| kNN: trained | untrained | beats untrained |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1] != "default")):
+        r = rows[key]
+        if "linear" not in r:
+            lines.append(f"| {r['method']} | {r['encoder_label']} | {r.get('batch', '')} | failed: {r.get('error', '')} |")
+            continue
+        li, kn = r["linear"], r["knn"]
+        lines.append(f"| {r['method']} | {r['encoder_label']} | {r['batch']} | {r['steps']} | {r['examples_per_s']:.0f} "
+                     f"| {_pm(li['trained'])} | {_pm(li['untrained'])} | {_pm(li['spectrogram'])} "
+                     f"| {li['delta_untrained']['mean']:+.3f} ± {li['delta_untrained']['ci95'] or 0:.3f} "
+                     f"| {_pm(kn['trained'])} | {_pm(kn['untrained'])} | {r['beats_untrained']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock pretraining budget per run")
+    ap.add_argument("--methods", default="all", help="comma-separated methods (default: every registered one)")
+    ap.add_argument("--variants", default="default,shared", help="default (paper encoder), shared (audio_ntt d=512)")
+    ap.add_argument("--data", default=os.path.join(ROOT, "data"))
+    ap.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_methods"))
+    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--window", default="crop:288",
+                    help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(RESULTS, "methods.json"))
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, ROOT)
+    from models.objectives import OBJECTIVES
+    if not os.path.isfile(os.path.join(a.data, "demo", "pretrain", "manifest.json")):
+        print(f"error: no demo shards under {a.data}/demo (run `make shards`)", file=sys.stderr)
+        return 2
+    methods = sorted(OBJECTIVES) if a.methods == "all" else a.methods.split(",")
+    unknown = sorted(set(methods) - set(OBJECTIVES))
+    if unknown:
+        print(f"error: unknown methods {unknown}; choose from {sorted(OBJECTIVES)}", file=sys.stderr)
+        return 2
+    want = set(a.variants.split(","))
+    from pipeline import read_manifests
+
+    n_mels = int(read_manifests([os.path.join(a.data, "demo", "pretrain")]).n_mels)
+    rows: dict = {}
+    t_all = time.perf_counter()
+    for method in methods:
+        for variant, enc, kw in variants(method, n_mels):
+            if variant not in want:
+                continue
+            key = f"{method}/{variant}"
+            label = enc + "".join(f" {k}={v}" for k, v in kw.items())
+            row = {"method": method, "variant": variant, "encoder": enc, "encoder_kwargs": kw, "encoder_label": label,
+                   "minutes": a.minutes}
+            print(f"== {key}: {label}, {a.minutes} min", flush=True)
+            try:
+                row.update(run_one(method, variant, enc, kw, a))
+                row.update(evaluate(os.path.join(ROOT, row["run"]), a))
+            except Exception as e:  # one broken method must not cost the others their rows
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                logging.exception("%s failed", key)
+            rows = save_row(a.out, key, row, a)
+            if "linear" in row:
+                li = row["linear"]
+                print(f"   {row['steps']} steps ({row['stopped_by']}), {row['examples_per_s']:.0f} ex/s; linear "
+                      f"{_pm(li['trained'])} vs untrained {_pm(li['untrained'])} (spectrogram {_pm(li['spectrogram'])}); "
+                      f"beats untrained: {row['beats_untrained']}; eval {row['eval_s']} s", flush=True)
+    print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t_all:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

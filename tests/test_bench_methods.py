@@ -1,0 +1,42 @@
+"""`make bench-methods` helpers: task means with CIs, deltas paired by probe seed, the registry sweep."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import bench_methods as bm  # noqa: E402
+
+
+def _res(per_seed):
+    import numpy as np
+
+    return {"mean": float(np.mean(per_seed)), "ci95": 0.01, "per_seed": list(per_seed)}
+
+
+def test_probe_mean_averages_tasks_per_seed_and_delta_is_paired():
+    res = {"a": {"linear": _res([0.5, 0.6, 0.7])}, "b": {"linear": _res([0.7, 0.8, 0.9])}}
+    m = bm.probe_mean(res, ["a", "b"], "linear")
+    assert m["per_seed"] == pytest.approx([0.6, 0.7, 0.8]) and m["mean"] == pytest.approx(0.7)
+    # t interval over the 3 seed means: sd 0.1, t(2) = 4.303 -> 4.303 * 0.1 / sqrt(3)
+    assert m["ci95"] == pytest.approx(4.3027 * 0.1 / 3 ** 0.5, rel=1e-3)
+    other = {"a": {"linear": _res([0.4, 0.5, 0.6])}, "b": {"linear": _res([0.6, 0.7, 0.8])}}
+    d = bm.delta(m, bm.probe_mean(other, ["a", "b"], "linear"))
+    assert d["mean"] == pytest.approx(0.1) and d["ci95"] == pytest.approx(0.0, abs=1e-9)  # a constant shift
+    # deterministic probes (kNN): test-set intervals combined in quadrature
+    knn = {"a": {"knn": {"mean": 0.5, "ci95": 0.03}}, "b": {"knn": {"mean": 0.7, "ci95": 0.04}}}
+    k = bm.probe_mean(knn, ["a", "b"], "knn")
+    assert k["mean"] == pytest.approx(0.6) and k["ci95"] == pytest.approx(0.025)
+
+
+def test_every_registered_method_gets_its_default_and_the_shared_encoder():
+    from models.objectives import OBJECTIVES
+
+    for method in OBJECTIVES:
+        v = bm.variants(method, 64)
+        assert v[0][0] == "default" and v[-1] == ("shared", "audio_ntt", {"d": 512})
+        assert all(kw.get("n_mels", 64) == 64 for _, _, kw in v)  # the shards' mel bins, not the paper's 80
