@@ -109,7 +109,10 @@ def test_two_cpu_ranks_stop_together_on_a_time_budget(demo_small, tmp_path):
     assert proc.returncode == 0, se[-6000:]
     summary = json.load(open(out / "run_summary.json"))
     step = summary["step"]
-    assert summary["world_size"] == 2 and summary["stopped_by"] == "time"
+    assert summary["world_size"] == 2
+    # the clock ends the run, or (on a loaded machine, past 95 % of the budget, where a plan is no longer
+    # extended) the plan it made runs out first: either way at a step both ranks agree on
+    assert summary["stopped_by"] == "time" or (summary["stopped_by"] == "steps" and step == summary["planned_steps"])
     assert summary["step_per_rank"] == [step, step] and summary["ranks_in_sync"]
     plan = json.load(open(out / "budget.json"))  # first planned at step 2 or 3 (a tenth of the budget or 3 steps)
     assert plan["plans"][0]["step"] in (2, 3) and plan["planned_steps"] > plan["planned_at_step"]

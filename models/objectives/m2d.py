@@ -31,19 +31,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import HParams, Objective, ema_update, make_target, register
-from .masked_common import MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
+from .base import Objective, ema_update, make_target, register
+from .masked_common import MaskedHParams, MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
 
 
 @dataclass
-class M2DHParams(HParams):
-    optimizer: str = "adamw"
+class M2DHParams(MaskedHParams):
     lr: float = 3e-4  # base lr per 256 examples (lr_scale_batch)
-    lr_scale_batch: bool = True
     batch_size: int = 2048
-    betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.05
-    schedule: str = "warmup_cosine"
     warmup_epochs: float = 20.0
     epochs: int | None = 300
     n_frames: int = 608
@@ -53,7 +49,6 @@ class M2DHParams(HParams):
     predictor_dim: int = 512
     predictor_depth: int = 8
     predictor_heads: int = 16
-    normalize_input: bool = True  # log-mels standardised with the shards' mean/std (the papers' pre-normalisation)
     source: str = ("Niizumi et al. 2023/2024 (M2D), Sec. 3 / 4.1 / IV-A: ratio 0.7, tau 0.99995 -> 0.99999, predictor "
                    "512-d x 8, AdamW (0.9, 0.95) wd 0.05, blr 3e-4, batch 2048, 300 epochs (20 warm-up), 80 x 608 input")
 

@@ -23,19 +23,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .base import HParams, Objective, register
-from .masked_common import MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
+from .base import Objective, register
+from .masked_common import MaskedHParams, MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
 
 
 @dataclass
-class MAEHParams(HParams):
-    optimizer: str = "adamw"
+class MAEHParams(MaskedHParams):
     lr: float = 2e-4  # base lr per 256 examples (lr_scale_batch)
-    lr_scale_batch: bool = True
     batch_size: int = 512
-    betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 1e-4
-    schedule: str = "warmup_cosine"
     warmup_epochs: float = 3.0
     epochs: int | None = 32
     n_frames: int = 1024
@@ -44,7 +40,6 @@ class MAEHParams(HParams):
     decoder_depth: int = 16
     decoder_heads: int = 16
     norm_pix_loss: bool = True
-    normalize_input: bool = True  # log-mels standardised with the shards' mean/std (Sec. 4.1, as AST)
     source: str = ("Huang et al. 2022 (Audio-MAE), Secs. 3.2-3.3, 4.1: ratio 0.8 unstructured, decoder 512-d x 16, "
                    "AdamW (0.9, 0.95) wd 1e-4, blr 2e-4, batch 512, 32 epochs (3 warm-up), 128 x 1024 input")
 

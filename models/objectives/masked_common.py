@@ -3,6 +3,7 @@ transformer that fills mask tokens in (MAE's decoder, M2D's predictor), the ViT 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
@@ -11,6 +12,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import Block
 
 from ..encoders.vit import sincos_table
+from .base import HParams
 
 
 def split_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +87,20 @@ def check_patch_encoder(name: str, encoder: nn.Module, n_frames: int | None) -> 
     p = int(encoder.patch_size)
     if n_frames is not None and n_frames % p:
         raise ValueError(f"{name}: n_frames={n_frames} is not a multiple of the {p}-frame patch")
+
+
+@dataclass
+class MaskedHParams(HParams):
+    """What the masked-modeling methods share: MAE's optimisation (He et al. 2022, App. A.1; Audio-MAE and M2D
+    follow it): AdamW (0.9, 0.95), base lr per 256 examples, warm-up + cosine, inputs standardised with the
+    shards' mean/std.  Each method sets its own ratio, lengths and rates."""
+
+    optimizer: str = "adamw"
+    lr_scale_batch: bool = True
+    betas: tuple[float, float] = (0.9, 0.95)
+    schedule: str = "warmup_cosine"
+    mask_ratio: float = 0.75
+    normalize_input: bool = True  # log-mels standardised with the shards' mean/std (the papers' pre-normalisation)
 
 
 class PatchMasked:
