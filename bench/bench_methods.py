@@ -63,8 +63,9 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return self.encoder + "".join(f" {k}={v}" for k, v in self.kwargs.items()) + (
-            f" [{self.config}]" if self.config != "paper" else "")
+        tag = "" if self.config == "paper" else f" [{self.config}]" if self.name == "default" else \
+            f" [{self.config} hparams]" if self.hparams else ""
+        return self.encoder + "".join(f" {k}={v}" for k, v in self.kwargs.items()) + tag
 
 
 def variants(method: str, n_mels: int) -> list[Variant]:
