@@ -2,6 +2,11 @@
 
 For every method of the objectives registry (``models.objectives.OBJECTIVES``: methods added later
 are picked up), on its default encoder and on one shared small encoder (``audio_ntt`` d=512):
+``default`` is the objective's ``small_config`` where it declares one (a CPU-sized setting, e.g. a ViT-Tiny on
+96 frames with a scaled-down decoder; marked ``[small_config]`` in the table), else its paper encoder;
+``shared`` is skipped, with the reason recorded, when the objective's ``check`` refuses ``audio_ntt`` (the
+masked-patch methods need a ViT patch encoder).  ``--hp KEY=VALUE`` overrides a hyperparameter of every
+selected method (recorded in the row's ``hparams``).
 
 1. pretrain on the demo pretraining shards for ``--minutes`` of wall clock (``--max-minutes``; the
    lr schedule is planned from the measured steps/s, train/budget.py), at the bench batch below and
@@ -34,6 +39,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 
 from _common import RESULTS, ROOT
 
@@ -43,15 +49,51 @@ BATCH = {"slowfast_nfnet_f0": 16}
 DEFAULT_BATCH = 64
 
 
-def variants(method: str, n_mels: int) -> list[tuple[str, str, dict]]:
-    """``[(variant, encoder, kwargs)]``: the method's default encoder, then the shared one if different."""
+@dataclass
+class Variant:
+    """One bench run of a method: ``name`` (``default`` / ``shared``), encoder and kwargs, hyperparameter
+    overrides, where the setting comes from (``config``), and ``skip`` (the reason) when it cannot run."""
+
+    name: str
+    encoder: str
+    kwargs: dict
+    hparams: dict = field(default_factory=dict)
+    config: str = "paper"
+    skip: str | None = None
+
+    @property
+    def label(self) -> str:
+        tag = "" if self.config == "paper" else f" [{self.config}]" if self.name == "default" else \
+            f" [{self.config} hparams]" if self.hparams else ""
+        return self.encoder + "".join(f" {k}={v}" for k, v in self.kwargs.items()) + tag
+
+
+def variants(method: str, n_mels: int) -> list[Variant]:
+    """The method's ``default`` variant, then the ``shared`` encoder when different.
+
+    ``default`` is the objective's ``small_config`` when it has one (a CPU-sized setting: encoder, its kwargs
+    and hyperparameter overrides), else its paper encoder ``default_encoder``.  ``shared`` is skipped, with
+    the objective's one-line reason, when its ``check`` refuses that encoder (e.g. a method that needs a
+    ViT patch encoder)."""
+    from models import build_encoder
     from models.objectives import get_objective_class
 
-    name, kw = get_objective_class(method).default_encoder
+    cls = get_objective_class(method)
+    small = getattr(cls, "small_config", None) or {}
+    if small:
+        name, kw, hp, config = small["encoder"], dict(small.get("encoder_kwargs") or {}), \
+            dict(small.get("hparams") or {}), "small_config"
+    else:
+        name, kw, hp, config = *cls.default_encoder, {}, "paper"
     kw = {k: (n_mels if k == "n_mels" else v) for k, v in kw.items()}  # follow the shards' mel bins
-    out = [("default", name, kw)]
+    out = [Variant("default", name, kw, hp, config)]
     if (name, kw) != SHARED:
-        out.append(("shared", *SHARED))
+        shared = Variant("shared", SHARED[0], dict(SHARED[1]), hp, config)
+        try:
+            cls.check(build_encoder(SHARED[0], **SHARED[1], n_mels=n_mels), n_frames=hp.get("n_frames"))
+        except ValueError as e:
+            shared.skip = str(e).splitlines()[0] if str(e) else "refused by the objective's check"
+        out.append(shared)
     return out
 
 
@@ -86,21 +128,24 @@ def delta(a: dict, b: dict) -> dict:
     return {"mean": a["mean"] - b["mean"], "ci95": ci}
 
 
-def run_one(method: str, variant: str, enc: str, kw: dict, a: argparse.Namespace) -> dict:
+def run_one(method: str, v: Variant, a: argparse.Namespace, hp: dict) -> dict:
     from models import ENCODERS
     from models.objectives import OBJECTIVES
     from train.config import load_config
     from train.loop import train
 
-    out = os.path.join(a.runs, f"{method}__{variant}")
+    enc, kw = v.encoder, v.kwargs
+    out = os.path.join(a.runs, f"{method}__{v.name}")
     shutil.rmtree(out, ignore_errors=True)
     batch = BATCH.get(enc, DEFAULT_BATCH)
     argv = ["--method", method, "--encoder", enc, "--shards", os.path.join(a.data, "demo", "pretrain"),
             "--out", out, "--batch-size", str(batch), "--max-minutes", str(a.minutes), "--seed", "0",
             "--num-workers", str(a.workers), "--save-every", "1000000", "--keep-last", "1", "--log-every", "10",
             "--tracker", "none"]
-    for k, v in kw.items():
-        argv += ["--encoder-arg", f"{k}={v}"]
+    for k, x in kw.items():
+        argv += ["--encoder-arg", f"{k}={x}"]
+    for k, x in hp.items():
+        argv += ["--hp", f"{k}={x}"]
     cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
     t0 = time.perf_counter()
     s = train(cfg)
@@ -188,6 +233,9 @@ def markdown(rows: dict) -> str:
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1] != "default")):
         r = rows[key]
+        if "skipped" in r:
+            lines.append(f"| {r['method']} | {r['encoder_label']} | | skipped: {r['skipped']} |")
+            continue
         if "linear" not in r:
             lines.append(f"| {r['method']} | {r['encoder_label']} | {r.get('batch', '')} | failed: {r.get('error', '')} |")
             continue
@@ -211,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(RESULTS, "methods.json"))
+    ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                    help="hyperparameter override for every selected method, on top of its small_config "
+                         "(recorded in each row's hparams); e.g. a short-run EMA schedule")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, ROOT)
@@ -224,22 +275,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown methods {unknown}; choose from {sorted(OBJECTIVES)}", file=sys.stderr)
         return 2
     want = set(a.variants.split(","))
+    extra_hp: dict = {}
+    for item in a.hp:
+        k, eq, val = item.partition("=")
+        if not eq or not k:
+            print(f"error: --hp expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        extra_hp[k] = val
     from pipeline import read_manifests
 
     n_mels = int(read_manifests([os.path.join(a.data, "demo", "pretrain")]).n_mels)
     rows: dict = {}
     t_all = time.perf_counter()
     for method in methods:
-        for variant, enc, kw in variants(method, n_mels):
-            if variant not in want:
+        for v in variants(method, n_mels):
+            if v.name not in want:
                 continue
-            key = f"{method}/{variant}"
-            label = enc + "".join(f" {k}={v}" for k, v in kw.items())
-            row = {"method": method, "variant": variant, "encoder": enc, "encoder_kwargs": kw, "encoder_label": label,
-                   "minutes": a.minutes}
-            print(f"== {key}: {label}, {a.minutes} min", flush=True)
+            key = f"{method}/{v.name}"
+            hp = {**v.hparams, **extra_hp}
+            row = {"method": method, "variant": v.name, "encoder": v.encoder, "encoder_kwargs": v.kwargs,
+                   "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes}
+            if v.skip:
+                row["skipped"] = v.skip
+                print(f"== {key}: {v.label}: skipped ({v.skip})", flush=True)
+                rows = save_row(a.out, key, row, a)
+                continue
+            print(f"== {key}: {v.label}, {a.minutes} min" + (f", hp {hp}" if hp else ""), flush=True)
             try:
-                row.update(run_one(method, variant, enc, kw, a))
+                row.update(run_one(method, v, a, hp))
                 row.update(evaluate(os.path.join(ROOT, row["run"]), a))
             except Exception as e:  # one broken method must not cost the others their rows
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"

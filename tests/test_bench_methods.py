@@ -38,5 +38,38 @@ def test_every_registered_method_gets_its_default_and_the_shared_encoder():
 
     for method in OBJECTIVES:
         v = bm.variants(method, 64)
-        assert v[0][0] == "default" and v[-1] == ("shared", "audio_ntt", {"d": 512})
-        assert all(kw.get("n_mels", 64) == 64 for _, _, kw in v)  # the shards' mel bins, not the paper's 80
+        assert v[0].name == "default" and v[-1].name == "shared"
+        assert (v[-1].encoder, v[-1].kwargs) == ("audio_ntt", {"d": 512})
+        assert all(x.kwargs.get("n_mels", 64) == 64 for x in v)  # the shards' mel bins, not the paper's 80
+        small = getattr(OBJECTIVES.get(method), "small_config", None)
+        if small:  # the CPU-sized setting replaces the paper encoder, hyperparameters included
+            assert (v[0].encoder, v[0].config) == (small["encoder"], "small_config")
+            assert v[0].hparams == small.get("hparams", {}) and "[small_config]" in v[0].label
+        else:
+            assert (v[0].encoder, v[0].config, v[0].hparams) == (OBJECTIVES.get(method).default_encoder[0], "paper", {})
+
+
+def test_shared_encoder_is_skipped_with_the_reason_when_the_objective_refuses_it():
+    from models.objectives import OBJECTIVES, Objective
+
+    refused = {m: bm.variants(m, 64)[-1].skip for m in OBJECTIVES}
+    assert refused["m2d"] and "ViT patch encoder" in refused["m2d"]  # the objective's own one-line reason
+    assert refused["mae"] and refused["byol_a"] is None and refused["byol_a_v2"] is None
+
+    class Picky(Objective):  # a generic objective that refuses every encoder: the sweep records why, no crash
+        name = "picky_test"
+        small_config = {"encoder": "mobile", "hparams": {"n_frames": 96}}
+
+        @classmethod
+        def check(cls, encoder, n_frames=None):
+            raise ValueError(f"picky_test: no {encoder.name} at {n_frames} frames")
+
+    OBJECTIVES.add("picky_test", Picky)
+    try:
+        d, sh = bm.variants("picky_test", 64)
+    finally:
+        OBJECTIVES.remove("picky_test")
+    assert d.skip is None and d.hparams == {"n_frames": 96} and d.config == "small_config"
+    assert sh.skip == "picky_test: no audio_ntt at 96 frames" and sh.hparams == {"n_frames": 96}
+    md = bm.markdown({"picky_test/shared": {"method": "picky_test", "encoder_label": sh.label, "skipped": sh.skip}})
+    assert "skipped: picky_test: no audio_ntt at 96 frames" in md

@@ -62,7 +62,11 @@ def test_time_budget_stops_checkpoints_exports_and_resume_restarts_the_clock(dem
     assert done["step"] == 14 and done["stopped_by"] == "steps"
 
 
-def test_time_budget_plans_the_schedule_from_the_measured_rate(demo_small, tmp_path, fake_clock):
+def test_time_budget_plans_the_schedule_from_the_measured_rate(demo_small, tmp_path, fake_clock, monkeypatch):
+    from models.objectives import Objective
+
+    told: list[int] = []  # the run lengths the objective is told (its own schedules, e.g. m2d's EMA ramp)
+    monkeypatch.setattr(Objective, "set_total_steps", lambda self, steps: told.append(steps))
     d = os.path.join(demo_small[0], "pretrain")
     out = tmp_path / "plan"
     # no --steps: temporal_gap's paper length is 300k steps; the budget of 10 min re-plans it
@@ -82,6 +86,7 @@ def test_time_budget_plans_the_schedule_from_the_measured_rate(demo_small, tmp_p
     assert plan["planned_steps"] == 60 and plan["planned_at_step"] == 45
     assert all(p["steps_per_s"] == pytest.approx(0.1) for p in plan["plans"])
     assert s["step"] == 60
+    assert told[0] == 300_000 and told[1:] == [60] * 4  # the paper length, then every re-plan
     rows = _rows(out)
     assert rows[1]["lr"] > 0.99e-4  # before the plan: the 300k-step cosine barely moved
     for r in rows[3:]:  # after it: a cosine over 60 steps that ends at 0

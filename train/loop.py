@@ -440,6 +440,7 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
                 cfg = run.cfg = dataclasses.replace(cfg, steps=replanned)
                 seg_end = min((run.step // cfg.save_every + 1) * cfg.save_every, cfg.steps)  # shorter or longer
                 replan_scheduler(run.scheduler, run.hp, cfg.steps, run.steps_per_epoch)
+                run.unwrapped.set_total_steps(cfg.steps)  # and the objective's own schedules (e.g. m2d's EMA ramp)
                 if acc.is_main_process:
                     run.budget.save_plan(cfg.out, run.step)
             if run.bar is not None:
