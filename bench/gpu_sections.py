@@ -92,6 +92,15 @@ def synth_audio(n: int, seconds: float, sr: int = 16000, seed: int = 0):
     return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
+def skipped(c: Any, r: dict, rows: list, why: str | None, need_s: float) -> bool:
+    """Record row ``r`` as skipped (``why``, or no time left for ``need_s`` seconds) and say so."""
+    why = why or c.out_of_time(need_s)
+    if why:
+        r.update(status="skipped", reason=why)
+        rows.append(r)
+    return bool(why)
+
+
 def frontend_presets() -> dict:
     from shards.frontend import PRESETS
 
@@ -191,14 +200,7 @@ def sec_methods_bf16(c: Check) -> dict:
     rows, ok = [], True
     for method, enc, why in method_table():
         r: dict[str, Any] = {"method": method, "encoder": enc}
-        if why or not c.is_selected(method):
-            r.update(status="skipped", reason=why or "not selected (--methods)")
-            rows.append(r)
-            continue
-        late = c.out_of_time(15)
-        if late:
-            r.update(status="skipped", reason=late)
-            rows.append(r)
+        if skipped(c, r, rows, why or (None if c.is_selected(method) else "not selected (--methods)"), 15):
             continue
         t0 = time.monotonic()
         out = os.path.join(c.work, "runs", "bf16", method)
@@ -267,14 +269,8 @@ def sec_fp32(c: Check) -> dict:
     rows, ok, ran = [], True, 0
     for method in FP32_METHODS:
         r: dict[str, Any] = {"method": method}
-        if method not in OBJECTIVES or not c.is_selected(method):
-            r.update(status="skipped", reason="not registered" if method not in OBJECTIVES else "not selected (--methods)")
-            rows.append(r)
-            continue
-        late = c.out_of_time(20)
-        if late:
-            r.update(status="skipped", reason=late)
-            rows.append(r)
+        why = "not registered" if method not in OBJECTIVES else None if c.is_selected(method) else "not selected (--methods)"
+        if skipped(c, r, rows, why, 20):
             continue
         t0 = time.monotonic()
         try:
@@ -412,10 +408,7 @@ def sec_throughput(c: Check) -> dict:
         why = (f"method {method!r} is not registered" if method not in OBJECTIVES else
                f"encoder {enc!r} is not registered" if enc not in ENCODERS else
                None if c.is_selected(method) else "not selected (--methods)")
-        why = why or c.out_of_time(20)
-        if why:
-            r.update(status="skipped", reason=why)
-            rows.append(r)
+        if skipped(c, r, rows, why, 20):
             continue
         t0 = time.monotonic()
         try:
