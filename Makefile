@@ -28,7 +28,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test gpu-check shards demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
+.PHONY: setup apt check-lock lock test gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -81,6 +81,11 @@ else
 	@echo "DATASET=$(DATASET): use demo or folder here; AudioSet/FSD50K: see docs/datasets.md"; exit 2
 endif
 
+# the varied demo corpus (6 families, nuisances, source-disjoint train/test): data/demo_varied{,_audio}
+shards-varied: setup
+	$(PYTHON) -m ingest demo --variant varied --out $(DATA)/demo_varied --audio-dir $(DATA)/demo_varied_audio \
+	  --preset $(PRESET) --workers $(WORKERS) --shard-size 64
+
 pretrain: setup
 	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
 
@@ -123,10 +128,16 @@ gpu-check: setup
 	$(PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 # Every registered method, on its paper encoder and on audio_ntt d=512, for MINUTES of wall clock each on the
 # demo shards, then linear probe + kNN vs the same encoder untrained and the spectrogram (README table).
+# CORPUS=varied (default: the varied demo corpus and its tasks) or basic (the make-shards corpus).
 MINUTES ?= 4
+CORPUS ?= varied
 bench-methods: setup
+ifeq ($(CORPUS),varied)
+	test -f $(DATA)/demo_varied/pretrain/manifest.json || $(MAKE) shards-varied
+else
 	test -f $(DATA)/demo/pretrain/manifest.json || $(MAKE) shards
-	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA)
+endif
+	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA) --corpus $(CORPUS)
 
 clean:
-	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods
+	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/demo_varied $(DATA)/demo_varied_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods

@@ -8,7 +8,13 @@ are picked up), on its default encoder and on one shared small encoder (``audio_
 masked-patch methods need a ViT patch encoder).  ``--hp KEY=VALUE`` overrides a hyperparameter of every
 selected method (recorded in the row's ``hparams``).
 
-1. pretrain on the demo pretraining shards for ``--minutes`` of wall clock (``--max-minutes``; the
+``--corpus``: ``varied`` (default; ``data/demo_varied``, ``make shards-varied``: six families with noise,
+reverb and level nuisances, train/test sources disjoint, tasks ``demo_varied_{family,timbre,pitch}``) or
+``basic`` (``data/demo``, ``make shards``: the clean four-family corpus, tasks ``demo_{family,pitch,timbre}``).
+Results go to ``bench/results/methods_varied.json`` or ``methods.json``; rows of different corpora are never
+merged into one file.
+
+1. pretrain on the corpus' pretraining shards for ``--minutes`` of wall clock (``--max-minutes``; the
    lr schedule is planned from the measured steps/s, train/budget.py), at the bench batch below and
    otherwise the paper's hyperparameters;
 2. score the exported encoder with the linear probe and kNN on the demo tasks, next to the same
@@ -45,6 +51,10 @@ from _common import RESULTS, ROOT
 
 SHARED = ("audio_ntt", {"d": 512})
 TASKS = "demo_family,demo_pitch,demo_timbre"
+# corpus -> (shard folder under --data, default tasks, default results file, how to build the shards)
+CORPORA = {"basic": ("demo", TASKS, "methods.json", "make shards"),
+           "varied": ("demo_varied", "demo_varied_family,demo_varied_timbre,demo_varied_pitch", "methods_varied.json",
+                      "make shards-varied")}
 BATCH = {"slowfast_nfnet_f0": 16}
 DEFAULT_BATCH = 64
 
@@ -138,7 +148,7 @@ def run_one(method: str, v: Variant, a: argparse.Namespace, hp: dict) -> dict:
     out = os.path.join(a.runs, f"{method}__{v.name}")
     shutil.rmtree(out, ignore_errors=True)
     batch = BATCH.get(enc, DEFAULT_BATCH)
-    argv = ["--method", method, "--encoder", enc, "--shards", os.path.join(a.data, "demo", "pretrain"),
+    argv = ["--method", method, "--encoder", enc, "--shards", os.path.join(a.data, CORPORA[a.corpus][0], "pretrain"),
             "--out", out, "--batch-size", str(batch), "--max-minutes", str(a.minutes), "--seed", "0",
             "--num-workers", str(a.workers), "--save-every", "1000000", "--keep-last", "1", "--log-every", "10",
             "--tracker", "none"]
@@ -209,11 +219,15 @@ def save_row(path: str, key: str, row: dict, a: argparse.Namespace) -> dict:
         rows = {}
         if os.path.exists(path):
             with open(path) as f:
-                rows = json.load(f).get("rows", {})
+                old = json.load(f)
+            corpus = (old.get("settings") or {}).get("corpus", "basic")
+            if corpus != a.corpus:
+                raise ValueError(f"{path} holds rows of the {corpus} corpus, not {a.corpus}: pass another --out")
+            rows = old.get("rows", {})
         rows[key] = row
         atomic_write_json(path, {"rows": rows, "machine": machine(), "settings": {
             "tasks": a.tasks, "window": a.window, "seed": 0, "shared_encoder": list(SHARED), "default_batch": DEFAULT_BATCH,
-            "batch_by_encoder": BATCH, "data": "demo/pretrain"}})
+            "batch_by_encoder": BATCH, "corpus": a.corpus, "data": f"{CORPORA[a.corpus][0]}/pretrain"}})
     return rows
 
 
@@ -254,21 +268,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="default,shared", help="default (paper encoder), shared (audio_ntt d=512)")
     ap.add_argument("--data", default=os.path.join(ROOT, "data"))
     ap.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_methods"))
-    ap.add_argument("--tasks", default=TASKS)
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="varied",
+                    help="pretraining shards and tasks: varied (data/demo_varied, make shards-varied) or basic "
+                         "(data/demo, make shards)")
+    ap.add_argument("--tasks", default=None, help="comma-separated tasks (default: the corpus' three demo tasks)")
     ap.add_argument("--window", default="crop:288",
                     help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", default=os.path.join(RESULTS, "methods.json"))
+    ap.add_argument("--out", default=None, help="results JSON (default bench/results/methods_varied.json, basic: methods.json)")
     ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter override for every selected method, on top of its small_config "
                          "(recorded in each row's hparams); e.g. a short-run EMA schedule")
     a = ap.parse_args(argv)
+    shard_dir, tasks, out, build = CORPORA[a.corpus]
+    a.tasks = a.tasks or tasks
+    a.out = a.out or os.path.join(RESULTS, out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, ROOT)
     from models.objectives import OBJECTIVES
-    if not os.path.isfile(os.path.join(a.data, "demo", "pretrain", "manifest.json")):
-        print(f"error: no demo shards under {a.data}/demo (run `make shards`)", file=sys.stderr)
+    if not os.path.isfile(os.path.join(a.data, shard_dir, "pretrain", "manifest.json")):
+        print(f"error: no demo shards under {a.data}/{shard_dir} (run `{build}`)", file=sys.stderr)
         return 2
+    if os.path.exists(a.out):
+        try:
+            with open(a.out) as f:
+                old_corpus = (json.load(f).get("settings") or {}).get("corpus", "basic")
+        except (OSError, ValueError) as e:
+            print(f"error: cannot read {a.out}: {e}", file=sys.stderr)
+            return 2
+        if old_corpus != a.corpus:
+            print(f"error: {a.out} holds rows of the {old_corpus} corpus, not {a.corpus}: pass another --out",
+                  file=sys.stderr)
+            return 2
     methods = sorted(OBJECTIVES) if a.methods == "all" else a.methods.split(",")
     unknown = sorted(set(methods) - set(OBJECTIVES))
     if unknown:
@@ -284,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_hp[k] = val
     from pipeline import read_manifests
 
-    n_mels = int(read_manifests([os.path.join(a.data, "demo", "pretrain")]).n_mels)
+    n_mels = int(read_manifests([os.path.join(a.data, shard_dir, "pretrain")]).n_mels)
     rows: dict = {}
     t_all = time.perf_counter()
     for method in methods:

@@ -18,6 +18,7 @@ written as WAV files with a ``labels.csv`` and then ingested through the folder 
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 from scipy.signal import lfilter
@@ -39,12 +40,15 @@ def _resonator(x: np.ndarray, freq: float, bw: float) -> np.ndarray:
     return lfilter([1 - r], a, x)
 
 
-def _speech(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
+def _speech(rng: np.random.Generator, n: int, f0_range: tuple[float, float] = (90, 260),
+            rate: tuple[float, float] = (3, 6), formant_scale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """Syllables of formant-filtered glottal pulses; ``f0_range`` / ``rate`` / ``formant_scale`` set the
+    speaker (the defaults are the basic corpus' population; the varied corpus fixes one per speaker)."""
     out = np.zeros(n)
     t = 0
-    base_f0 = rng.uniform(90, 260)
+    base_f0 = rng.uniform(*f0_range)
     while t < n:
-        syl = int(SR / rng.uniform(3, 6))
+        syl = int(SR / rng.uniform(*rate))
         if rng.random() < 0.15:  # pause
             t += int(syl * rng.uniform(0.5, 2))
             continue
@@ -54,7 +58,7 @@ def _speech(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
         pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(float)
         src = lfilter([1.0], [1, -0.97], pulses) + 0.02 * rng.standard_normal(seg)
         f1, f2, f3 = VOWELS[rng.integers(len(VOWELS))]
-        s = sum(_resonator(src, f * rng.uniform(0.9, 1.1), 80 + 40 * i) * g for i, (f, g) in enumerate(((f1, 1.0), (f2, 0.6), (f3, 0.3))))
+        s = sum(_resonator(src, f * formant_scale * rng.uniform(0.9, 1.1), 80 + 40 * i) * g for i, (f, g) in enumerate(((f1, 1.0), (f2, 0.6), (f3, 0.3))))
         env = np.sin(np.linspace(0, np.pi, seg)) ** 0.7
         out[t:t + seg] += s * env
         t += seg
@@ -90,8 +94,10 @@ def _instrument(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]
     return out, ["family=instrument", f"timbre={timbre}", f"pitch={PITCH_CLASSES[pc]}"]
 
 
-def _noise(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
+def _noise(rng: np.random.Generator, n: int, texture: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """A noise texture: drawn from the RNG, or ``texture`` (the draw is still made, so the stream is the same)."""
     tex = TEXTURES[rng.integers(len(TEXTURES))]
+    tex = texture or tex
     w = rng.standard_normal(n)
     if tex == "rain":
         x = lfilter([1, -1], [1, -0.5], w) * 0.3
@@ -136,19 +142,22 @@ def make_clip(seed: int, split: str, index: int, seconds: float = 10.0) -> tuple
     return x.astype(np.float32), labels
 
 
-def write_corpus(root: str, seed: int = 0, sizes: dict[str, int] | None = None, seconds: float = 10.0) -> str:
+def write_corpus(root: str, seed: int = 0, sizes: dict[str, int] | None = None, seconds: float = 10.0,
+                 clip_fn: Callable[[int, str, int, float], tuple[np.ndarray, list[str]]] = make_clip,
+                 families: tuple[str, ...] = FAMILIES) -> str:
     """Write the corpus as WAV files under ``root/<split>/<family>/`` plus ``root/labels.csv``.
 
-    Existing files are kept (the content is a pure function of seed/split/index).
-    Returns the labels CSV path.
+    ``clip_fn(seed, split, index, seconds)`` makes clip ``index`` of family ``families[index % len]``
+    (``make_clip`` here; the varied corpus passes its own).  Existing files are kept (the content is a
+    pure function of seed/split/index).  Returns the labels CSV path.
     """
     sizes = dict(SPLITS if sizes is None else sizes)
     rows = []
     for split, count in sizes.items():
         for i in range(count):
-            rel = os.path.join(split, FAMILIES[i % len(FAMILIES)], f"{split}_{i:05d}.wav")
+            rel = os.path.join(split, families[i % len(families)], f"{split}_{i:05d}.wav")
             path = os.path.join(root, rel)
-            x, labels = make_clip(seed, split, i, seconds)
+            x, labels = clip_fn(seed, split, i, seconds)
             if not os.path.exists(path):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 tmp = path + ".tmp.wav"

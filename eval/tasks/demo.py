@@ -33,7 +33,7 @@ def _pick(labels, kind: str):
     return None
 
 
-def _from_shards(root: str, kind: str, task: str) -> TaskData:
+def _from_shards(root: str, kind: str, task: str, protocol: str, dataset: str) -> TaskData:
     import shards
 
     clips, dirs, fe_hash = [], [], None
@@ -43,6 +43,8 @@ def _from_shards(root: str, kind: str, task: str) -> TaskData:
             m = shards.read_manifest(d)
         except shards.ManifestError as e:
             raise LayoutError(f"{task}: {e}") from None
+        if m.get("dataset", dataset) != dataset:
+            raise LayoutError(f"{task}: {d} holds dataset {m.get('dataset')!r}, expected {dataset!r}")
         fe_hash = fe_hash or m["frontend_hash"]
         dirs.append(d)
         for p in shards.shard_paths(d):
@@ -56,36 +58,45 @@ def _from_shards(root: str, kind: str, task: str) -> TaskData:
                     alt = os.path.join(root.rstrip("/\\") + "_audio", meta.get("source_id", ""))
                     path = alt if os.path.isfile(alt) else path
                 clips.append(Clip(key, path, (lab,), split))
-    td = TaskData(task, "demo-train-test", clips, sorted({c.labels[0] for c in clips}), False, root,
+    td = TaskData(task, protocol, clips, sorted({c.labels[0] for c in clips}), False, root,
                   mel_dirs=dirs, mel_frontend_hash=fe_hash)
     return td.check()
 
 
-def _from_audio(root: str, kind: str, task: str) -> TaskData:
+def _from_audio(root: str, kind: str, task: str, protocol: str, require: str | None) -> TaskData:
     clips = []
     for row in read_csv_rows(os.path.join(root, "labels.csv")):
         if row[0] == "path":
             continue
         rel = os.path.normpath(row[0])
         split = rel.split(os.sep)[0]
-        lab = _pick(row[1].split(";") if len(row) > 1 else [], kind)
+        labs = row[1].split(";") if len(row) > 1 else []
+        lab = _pick(labs, kind)
         if split not in SPLITS or lab is None:
             continue
+        if require and _pick(labs, require) is None:
+            raise LayoutError(f"{task}: {rel} in {root}/labels.csv has no {require}= label: not the corpus this task reads")
         path = os.path.join(root, rel)
         if not os.path.isfile(path):
             raise LayoutError(f"{task}: audio file {path} listed in labels.csv is missing")
         clips.append(Clip(clip_key(rel), path, (lab,), split))
-    return TaskData(task, "demo-train-test", clips, sorted({c.labels[0] for c in clips}), False, root).check()
+    return TaskData(task, protocol, clips, sorted({c.labels[0] for c in clips}), False, root).check()
+
+
+def load_kind(root: str, kind: str, task: str, protocol: str = "demo-train-test", dataset: str = "demo",
+              require: str | None = None, hint: str = "`make shards` or `python -m ingest demo`") -> TaskData:
+    """Label ``kind`` of a demo corpus' train/test splits, from its shard folder or its audio folder.
+    Shards must hold ``dataset``; audio rows with a ``kind`` label must also carry a ``require`` label."""
+    if os.path.isfile(os.path.join(root, "train", "manifest.json")):
+        return _from_shards(root, kind, task, protocol, dataset)
+    if os.path.isfile(os.path.join(root, "labels.csv")):
+        return _from_audio(root, kind, task, protocol, require)
+    raise LayoutError(f"{task}: expected demo shards ({os.path.join(root, 'train', 'manifest.json')}) or demo audio "
+                      f"({os.path.join(root, 'labels.csv')}) -- missing both; run {hint}")
 
 
 def load(root: str, task: str) -> TaskData:
-    kind = KINDS[task]
-    if os.path.isfile(os.path.join(root, "train", "manifest.json")):
-        return _from_shards(root, kind, task)
-    if os.path.isfile(os.path.join(root, "labels.csv")):
-        return _from_audio(root, kind, task)
-    raise LayoutError(f"{task}: expected demo shards ({os.path.join(root, 'train', 'manifest.json')}) or demo audio "
-                      f"({os.path.join(root, 'labels.csv')}) -- missing both; run `make shards` or `python -m ingest demo`")
+    return load_kind(root, KINDS[task], task)
 
 
 _DOC = {"demo_family": "sound family (4 classes)", "demo_pitch": "pitch class of instrument clips (12 classes)",
