@@ -284,11 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     a.tasks = a.tasks or tasks
     a.out = a.out or os.path.join(RESULTS, out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.path.insert(0, ROOT)
-    from models.objectives import OBJECTIVES
-    if not os.path.isfile(os.path.join(a.data, shard_dir, "pretrain", "manifest.json")):
-        print(f"error: no demo shards under {a.data}/{shard_dir} (run `{build}`)", file=sys.stderr)
-        return 2
     if os.path.exists(a.out):
         try:
             with open(a.out) as f:
@@ -300,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {a.out} holds rows of the {old_corpus} corpus, not {a.corpus}: pass another --out",
                   file=sys.stderr)
             return 2
+    sys.path.insert(0, ROOT)
+    from models.objectives import OBJECTIVES
+    if not os.path.isfile(os.path.join(a.data, shard_dir, "pretrain", "manifest.json")):
+        print(f"error: no demo shards under {a.data}/{shard_dir} (run `{build}`)", file=sys.stderr)
+        return 2
     methods = sorted(OBJECTIVES) if a.methods == "all" else a.methods.split(",")
     unknown = sorted(set(methods) - set(OBJECTIVES))
     if unknown:

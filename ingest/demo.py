@@ -58,7 +58,8 @@ def _speech(rng: np.random.Generator, n: int, f0_range: tuple[float, float] = (9
         pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(float)
         src = lfilter([1.0], [1, -0.97], pulses) + 0.02 * rng.standard_normal(seg)
         f1, f2, f3 = VOWELS[rng.integers(len(VOWELS))]
-        s = sum(_resonator(src, f * formant_scale * rng.uniform(0.9, 1.1), 80 + 40 * i) * g for i, (f, g) in enumerate(((f1, 1.0), (f2, 0.6), (f3, 0.3))))
+        s = sum(_resonator(src, f * formant_scale * rng.uniform(0.9, 1.1), 80 + 40 * i) * g
+                for i, (f, g) in enumerate(((f1, 1.0), (f2, 0.6), (f3, 0.3))))
         env = np.sin(np.linspace(0, np.pi, seg)) ** 0.7
         out[t:t + seg] += s * env
         t += seg

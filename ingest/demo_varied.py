@@ -191,8 +191,10 @@ def _norm(x: np.ndarray) -> np.ndarray:
 
 
 def mix_at_snr(fg: np.ndarray, bg: np.ndarray, snr_db: float) -> np.ndarray:
-    """``fg + g * bg`` with ``g`` such that 10 log10(P_fg / P_(g bg)) = ``snr_db`` (powers = mean squares)."""
-    g = np.sqrt(np.mean(fg ** 2) / (np.mean(bg ** 2) + 1e-20) / 10 ** (snr_db / 10))
+    """``fg + g * bg`` with ``g`` such that 10 log10(P_fg / P_(g bg)) = ``snr_db`` (powers = mean squares);
+    a silent foreground (a clip shorter than its sound's onset) counts as power 1."""
+    p_fg = float(np.mean(fg ** 2)) or 1.0
+    g = np.sqrt(p_fg / (np.mean(bg ** 2) + 1e-20) / 10 ** (snr_db / 10))
     return fg + g * bg
 
 
@@ -252,6 +254,8 @@ def render(seed: int, split: str, index: int, seconds: float = 10.0) -> tuple[np
         bk = srcs[int(rng.integers(len(srcs)))]
         bg = _foreground(rng, seed, n, bfam, bk, TIMBRES[int(rng.integers(len(TIMBRES)))], 48 + int(rng.integers(36)))
         bg_kind = f"family:{bfam}/{bk}"
+        if not np.any(bg):  # a short clip before the other sound's onset: coloured noise instead
+            bg, bg_kind = _background(rng, n), "coloured"
     snr = float(rng.uniform(*SNR_DB))
     x = mix_at_snr(fg, _norm(bg - bg.mean()), snr)
     tilt = float(rng.uniform(-0.85, 0.85))  # the microphone / channel: a one-pole spectral tilt per clip
