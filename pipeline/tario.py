@@ -17,6 +17,7 @@ Other codecs decompress the whole member (``shards.codec.decompress``).
 """
 from __future__ import annotations
 
+import zlib
 from typing import IO, Iterator
 
 import numpy as np
@@ -77,9 +78,16 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
+def _byte_sum(b: bytes) -> int:
+    """Exact sum of the bytes of ``b`` (at most 256 of them): Adler-32's first sum is ``1 + sum mod 65521``,
+    and 256 bytes sum to at most 65,280, so it never wraps.  About 0.2 us, where a numpy sum of a
+    512-byte header costs about 2.5 us of call overhead."""
+    return (zlib.adler32(b) & 0xFFFF) - 1
+
+
 def _checksum_ok(h: bytes) -> bool:
     """POSIX header checksum: the byte sum with the 8 checksum bytes counted as spaces."""
-    return _octal(h[148:156]) == int(np.frombuffer(h, dtype=np.uint8).sum()) - sum(h[148:156]) + 8 * 32
+    return _octal(h[148:156]) == _byte_sum(h[:148]) + 8 * 32 + _byte_sum(h[156:256]) + _byte_sum(h[256:512])
 
 
 class MemoryStream:
