@@ -19,14 +19,16 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-from _common import merge_results, table
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m ingest` does (ingest/__main__.py)
 
-import shards
-from ingest.decode import transcode
-from ingest.demo import write_corpus, write_realistic_corpus
-from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest, usable_cores
-from ingest.sources.folder import FolderSource
+import numpy as np  # noqa: E402
+from _common import merge_results, table  # noqa: E402
+
+import shards  # noqa: E402
+from ingest.decode import transcode  # noqa: E402
+from ingest.demo import write_corpus, write_realistic_corpus  # noqa: E402
+from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest, usable_cores  # noqa: E402
+from ingest.sources.folder import FolderSource  # noqa: E402
 
 
 def checksum_cost(mels: list[np.ndarray], reps: int = 15, crop: int = 96) -> dict[str, float]:
