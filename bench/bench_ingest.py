@@ -19,14 +19,16 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-from _common import merge_results, table
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m ingest` does (ingest/__main__.py)
 
-import shards
-from ingest.decode import transcode
-from ingest.demo import write_corpus, write_realistic_corpus
-from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest
-from ingest.sources.folder import FolderSource
+import numpy as np  # noqa: E402
+from _common import merge_results, table  # noqa: E402
+
+import shards  # noqa: E402
+from ingest.decode import transcode  # noqa: E402
+from ingest.demo import write_corpus, write_realistic_corpus  # noqa: E402
+from ingest.engine import DECODE_BATCH, IngestConfig, run_ingest, usable_cores  # noqa: E402
+from ingest.sources.folder import FolderSource  # noqa: E402
 
 
 def checksum_cost(mels: list[np.ndarray], reps: int = 15, crop: int = 96) -> dict[str, float]:
@@ -70,7 +72,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=160)
     ap.add_argument("--checksum-only", action="store_true", help="only the checksum decode cost (one f16chunks ingest)")
     ap.add_argument("--real-clips", type=int, default=240, help="clips of the realistic corpus")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating 1-/2-worker runs per folder layout (median)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of interleaved 1-/2-worker runs per folder layout (median)")
     ap.add_argument("--parallel-only", action="store_true", help="only the 1- vs 2-worker runs on the realistic corpus")
     a = ap.parse_args()
     if a.parallel_only:
@@ -192,55 +194,71 @@ def main() -> None:
 
 
 def _par_json(par: dict, clips: int) -> dict:
-    return {"clips": clips, "load_average_1m": round(os.getloadavg()[0], 2),
-            **{lay: {str(w): r for w, r in per.items()} for lay, per in par.items()}}
+    return {"clips": clips, "load_average_1m": round(os.getloadavg()[0], 2), "cores": usable_cores(),
+            **{lay: dict(per) for lay, per in par.items()}}
 
 
 def report_parallel(par: dict, clips: int, rounds: int) -> None:
-    print(f"\nrealistic corpus: {clips} x 10-s clips, 2 workers vs 1 (median of {rounds} alternating runs)")
-    print(table([[lay, w, r["processes_decoding"], r["total"], r["steady"] / w, r["steady_ratio"] if w == 2 else "",
-                  r["cores_busy"], r["clips_per_cpu_s"]]
-                 for lay, per in par.items() for w, r in per.items()],
-                ["folder", "workers", "decoding", "clips/s", "per worker, started", "2w/1w started",
-                 "cores busy", "clips per CPU-s"]))
-    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"\nrealistic corpus: {clips} x 10-s clips, 2 workers vs 1 (median of {rounds} rounds, configurations "
+          f"interleaved; ratios run by run)")
+    rows = []
+    for lay, per in par.items():
+        for cfg, r in per.items():
+            rows.append([lay, r["workers"], r["threads"], r["processes_decoding"], r["total"], r["steady"],
+                         r["steady"] / r["workers"], r.get("ratio_vs_1w", ""), r.get("ratio_vs_1w_1thread", ""),
+                         r["worker_cpu_ms_per_clip"], r["main_cpu_ms_per_clip"], r["load_average"]])
+    print(table(rows, ["folder", "workers", "threads", "decoding", "clips/s", "clips/s started", "per worker",
+                       "2w / 1w", "2w / 1w 1 thread", "worker CPU ms/clip", "main CPU ms/clip", "load avg"]))
+    print(f"(load average {os.getloadavg()[0]:.1f} now, on {usable_cores()} cores)")
 
 
-def parallel(folder: str, tmp: str, clips: int, rounds: int) -> dict[str, dict[int, dict[str, float]]]:
-    """Clips/s of 1 and 2 workers on the folder as one shard and as many (8 clips per shard), alternating.
+# (name, workers, torch threads per worker; 0: cores // workers, the default)
+PAR_CONFIGS = (("1w", 1, 0), ("1w_1thread", 1, 1), ("2w", 2, 0))
 
-    ``total`` counts the whole run (with the start of the worker processes, seconds each for importing torch);
-    ``steady`` the items written after the first ``2 x workers`` groups (16 clips each), when all have started;
-    ``cores_busy`` the decoding CPU seconds of all workers per wall second (on a shared machine, the share of
-    the cores they got) and ``clips_per_cpu_s`` the clips per decoding CPU second."""
-    res: dict[str, dict[int, list]] = {"one shard": {1: [], 2: []}, "many shards": {1: [], 2: []}}
+
+def parallel(folder: str, tmp: str, clips: int, rounds: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Clips/s of 1 worker (default threads and 1 thread) and 2 workers on the folder as one shard and as many
+    (8 clips per shard); the order of the three rotates from round to round.
+
+    ``total`` counts the whole run (with the start of the worker processes); ``steady`` the items written after
+    the first ``2 x workers`` groups (16 clips each), when all have started; ``worker_cpu_ms_per_clip`` the CPU
+    time of the decoding processes (all their threads) per clip, ``main_cpu_ms_per_clip`` that of the writing
+    process (for 1 worker it also decodes: then the two are the same time); ``load_average`` the 1-minute
+    load average at the end of the run (other jobs on the machine)."""
+    res: dict[str, dict[str, list]] = {lay: {c[0]: [] for c in PAR_CONFIGS} for lay in ("one shard", "many shards")}
     for r in range(rounds):
+        order = PAR_CONFIGS[r % 3:] + PAR_CONFIGS[:r % 3]
         for layout, size in (("one shard", str(clips)), ("many shards", "8")):
-            for workers in ((1, 2) if r % 2 == 0 else (2, 1)):
-                out = os.path.join(tmp, f"par_{r}_{size}_{workers}")
+            for name, workers, threads in order:
+                out = os.path.join(tmp, f"par_{r}_{size}_{name}")
                 marks: list[tuple[float, int]] = []
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 s = run_ingest(FolderSource(folder, dataset="real"),
-                               IngestConfig(out=out, shard_size=size, workers=workers, progress=False),
+                               IngestConfig(out=out, shard_size=size, workers=workers, threads=threads, progress=False),
                                on_items=lambda n: marks.append((time.perf_counter(), n)))
-                dt = time.perf_counter() - t0
+                dt, main_cpu = time.perf_counter() - t0, time.process_time() - c0
                 skip = min(2 * workers, len(marks) - 2)  # groups written while the workers were starting
                 steady = sum(n for _, n in marks[skip + 1:]) / max(marks[-1][0] - marks[skip][0], 1e-9)
-                cpu = sum(w["cpu_s"] for w in s["workers"].values())
-                res[layout][workers].append((s["ingested"] / dt, steady, s["planned_shards"], cpu / dt,
-                                             s["ingested"] / cpu, len(s["workers"])))
+                n = s["ingested"]
+                wcpu = sum(w["cpu_s"] for w in s["workers"].values())
+                res[layout][name].append({"total": n / dt, "steady": steady, "shards": s["planned_shards"],
+                                          "worker_cpu_ms_per_clip": wcpu / n * 1e3, "main_cpu_ms_per_clip": main_cpu / n * 1e3,
+                                          "processes_decoding": len(s["workers"]), "threads": s["threads_per_worker"],
+                                          "load_average": os.getloadavg()[0]})
                 shutil.rmtree(out)
-    out: dict[str, dict[int, dict[str, float]]] = {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for layout, per in res.items():
         out[layout] = {}
-        for w, runs in per.items():
-            out[layout][w] = {"total": float(np.median([r[0] for r in runs])), "steady": float(np.median([r[1] for r in runs])),
-                              "shards": runs[0][2], "cores_busy": float(np.median([r[3] for r in runs])),
-                              "clips_per_cpu_s": float(np.median([r[4] for r in runs])),
-                              "processes_decoding": min(r[5] for r in runs)}
-        ratios = [b[1] / a_[1] for a_, b in zip(per[1], per[2])]  # run by run: the same machine moments
-        out[layout][2]["steady_ratio"] = float(np.median(ratios))
-        out[layout][2]["total_ratio"] = float(np.median([b[0] / a_[0] for a_, b in zip(per[1], per[2])]))
+        for (name, workers, _), runs in zip(PAR_CONFIGS, per.values()):
+            med = {k: float(np.median([x[k] for x in runs])) for k in runs[0] if k not in ("shards", "processes_decoding", "threads")}
+            out[layout][name] = {**med, "workers": workers, "threads": runs[0]["threads"], "shards": runs[0]["shards"],
+                                 "processes_decoding": min(x["processes_decoding"] for x in runs)}
+        two = per["2w"]
+        for base, key in (("1w", "ratio_vs_1w"), ("1w_1thread", "ratio_vs_1w_1thread")):
+            out[layout]["2w"][key] = float(np.median([b["steady"] / a_["steady"] for a_, b in zip(per[base], two)]))
+            out[layout]["2w"][key + "_total"] = float(np.median([b["total"] / a_["total"] for a_, b in zip(per[base], two)]))
+        out[layout]["1w"]["ratio_1thread_vs_default"] = float(np.median(
+            [b["steady"] / a_["steady"] for a_, b in zip(per["1w"], per["1w_1thread"])]))
     return out
 
 

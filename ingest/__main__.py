@@ -5,15 +5,21 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 
-from shards.cli import cli_main
-from shards.codec import CODECS, DEFAULT_CODEC, DEFAULT_LEVEL
-from shards.frontend import PRESETS
+# Before torch (OpenMP) loads: threads that finish a parallel region of the log-mel sleep instead of spinning.
+# Spinning threads make each other wait whenever another program holds a core: 1 worker with 2 threads went at
+# 12 clips/s instead of 97 at load average 2.7 on 2 cores (README); the workers inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .codec_choices import CODEC_HELP
-from .engine import DECODE_BATCH, DEFAULT_SHARD_SIZE, IngestConfig, run_ingest
-from .sources import SOURCES  # every module of ingest/sources/ registers itself on first lookup
+from shards.cli import cli_main  # noqa: E402
+from shards.codec import CODECS, DEFAULT_CODEC, DEFAULT_LEVEL  # noqa: E402
+from shards.frontend import PRESETS  # noqa: E402
+
+from .codec_choices import CODEC_HELP  # noqa: E402
+from .engine import DECODE_BATCH, DEFAULT_SHARD_SIZE, IngestConfig, run_ingest  # noqa: E402
+from .sources import SOURCES  # noqa: E402  # every module of ingest/sources/ registers itself on first lookup
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -27,6 +33,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
                         f"both, whichever is reached first (default {DEFAULT_SHARD_SIZE})")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel decode processes; they share out the items of every shard (output identical)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per decode process for the log-mel (default 0: cores // workers, at least 1; "
+                        "on a machine busy with other jobs 1 is faster, see README)")
     p.add_argument("--num-jobs", type=int, default=1, help="total jobs of a job array (disjoint shard sets)")
     p.add_argument("--job-index", type=int, default=0, help="this job's index in [0, num-jobs)")
     p.add_argument("--limit", type=int, default=None, help="ingest at most this many items (first by key)")
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = IngestConfig(out=a.out, preset=a.preset, codec=a.codec, level=a.level, shard_size=a.shard_size,
                        workers=a.workers, num_jobs=a.num_jobs, job_index=a.job_index, min_seconds=a.min_seconds,
                        limit=a.limit, progress=not a.no_progress, decode_batch=a.decode_batch,
-                       merge=a.merge, segment_seconds=a.segment_seconds)
+                       merge=a.merge, segment_seconds=a.segment_seconds, threads=a.threads)
     try:
         source = SOURCES[a.source].run(a)
         summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],

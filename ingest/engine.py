@@ -100,6 +100,23 @@ class IngestConfig:
     decode_batch: int = DECODE_BATCH  # items per ``load_many`` call; 1: ``load`` item by item
     merge: bool = False  # write nothing: build the manifests from the shards of all jobs of an array
     segment_seconds: float = 0.0  # > 0: cut longer recordings into clips of about this length (see segments())
+    threads: int = 0  # torch intra-op threads per decoding process; 0: max(1, cores // workers) (threads_per_worker)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a Slurm allocation), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(cfg: IngestConfig) -> int:
+    """Torch intra-op threads of each decoding process: ``cfg.threads``, or ``max(1, cores // workers)`` so that
+    ``workers`` processes do not fight over the cores (the log-mel is the only multi-threaded step)."""
+    if cfg.threads < 0:
+        raise ValueError(f"--threads {cfg.threads} must be >= 0 (0: cores // workers)")
+    return cfg.threads or max(1, usable_cores() // max(1, cfg.workers))
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
@@ -504,7 +521,7 @@ def _worker_init(source: Source | None = None, cfg: IngestConfig | None = None,
     global _WORKER
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads_per_worker(cfg) if cfg is not None else 1)
     _WORKER = (source, cfg, fe)
 
 
@@ -546,6 +563,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         raise ValueError(f"--segment-seconds {cfg.segment_seconds} must be >= 0")
     if cfg.decode_batch < 1:
         raise ValueError(f"--decode-batch {cfg.decode_batch} must be at least 1")
+    threads = threads_per_worker(cfg)
     items = source.items()
     if cfg.limit is not None:
         items = sorted(items, key=lambda x: x.key)[: cfg.limit]
@@ -579,8 +597,15 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
             on_items(n)
 
     if cfg.workers <= 1 or not todo:
-        groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
-        _write_groups(groups, cfg, commons, 0, done, progress, workers)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)  # this process decodes; the caller's setting comes back afterwards
+        try:
+            groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
+            _write_groups(groups, cfg, commons, 0, done, progress, workers)
+        finally:
+            torch.set_num_threads(before)
     else:
         # Workers decode groups of items, whatever shard they belong to; this process writes them in key
         # order, so every worker stays busy on a one-shard folder and the bytes do not depend on --workers.
@@ -602,6 +627,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
             log.warning("--merge: %d planned shards are not written yet (%s ...); the manifests list the others",
                         len(missing), ", ".join(missing[:3]))
     summary["workers"] = workers  # per decoding process: items and CPU seconds (every worker busy?)
+    summary["threads_per_worker"] = threads
     summary["manifests"] = {s: m["totals"] for s, m in manifests.items()}
     summary["failures_by_reason"] = {s: m["failures"]["by_reason"] for s, m in manifests.items()}
     return summary

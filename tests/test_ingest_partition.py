@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from ingest.__main__ import main
 from ingest.decode import encode_wav
@@ -135,7 +136,10 @@ class _PidSource:
     def load(self, item, sample_rate):
         import time
 
-        open(os.path.join(self.marks, f"{os.getpid()}.{item.key}"), "w").close()
+        import torch
+
+        with open(os.path.join(self.marks, f"{os.getpid()}.{item.key}"), "w") as f:
+            f.write(str(torch.get_num_threads()))  # the intra-op threads of the decoding process
         deadline = time.time() + 60
         while self.wait and len({n.split(".")[0] for n in os.listdir(self.marks)}) < 2 and time.time() < deadline:
             time.sleep(0.02)
@@ -143,7 +147,9 @@ class _PidSource:
 
 
 def test_two_workers_share_one_shard_and_write_the_same_bytes(tmp_path):
-    from ingest.engine import IngestConfig, run_ingest
+    import torch
+
+    from ingest.engine import IngestConfig, run_ingest, usable_cores
 
     src = tmp_path / "audio"
     src.mkdir()
@@ -154,12 +160,19 @@ def test_two_workers_share_one_shard_and_write_the_same_bytes(tmp_path):
     marks.mkdir()
     marks1.mkdir()
     outs = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     for workers in (1, 2):
         outs[workers] = tmp_path / f"w{workers}"
         s = run_ingest(_PidSource(src, marks) if workers == 2 else _PidSource(src, marks1, wait=False),
                        IngestConfig(out=str(outs[workers]), workers=workers, decode_batch=2, progress=False))
         assert s["planned_shards"] == 1 and s["ingested"] == 12
         assert len(s["workers"]) == workers and sum(w["items"] for w in s["workers"].values()) == 12
+        assert s["threads_per_worker"] == max(1, usable_cores() // workers)
+    assert torch.get_num_threads() == 1  # --workers 1 set this process's threads for the run only
+    torch.set_num_threads(before)
+    threads = {w: {(m / n).read_text() for n in os.listdir(m)} for w, m in ((1, marks1), (2, marks))}
+    assert threads == {1: {str(usable_cores())}, 2: {str(max(1, usable_cores() // 2))}}  # cores // workers each
     pids = {n.split(".")[0] for n in os.listdir(marks)}
     assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes decoded items of the one shard
     assert len(os.listdir(marks)) == 12  # each item decoded exactly once
@@ -219,3 +232,14 @@ def test_realistic_corpus_is_deterministic_and_noisy(tmp_path):
     assert (np.sqrt((frames ** 2).mean(axis=1)) > 1e-4).all()
     paths = write_realistic_corpus(str(tmp_path), 5, seconds=1.0)
     assert [os.path.basename(os.path.dirname(p)) for p in paths] == list(SCENES)
+
+
+def test_threads_per_worker(monkeypatch):
+    import ingest.engine as eng
+
+    monkeypatch.setattr(eng, "usable_cores", lambda: 8)
+    got = {(w, t): eng.threads_per_worker(eng.IngestConfig(out="x", workers=w, threads=t))
+           for w, t in ((1, 0), (2, 0), (3, 0), (16, 0), (2, 5))}
+    assert got == {(1, 0): 8, (2, 0): 4, (3, 0): 2, (16, 0): 1, (2, 5): 5}
+    with pytest.raises(ValueError, match="--threads"):
+        eng.threads_per_worker(eng.IngestConfig(out="x", threads=-1))
