@@ -129,15 +129,17 @@ gpu-check: setup
 # Every registered method, on its paper encoder and on audio_ntt d=512, for MINUTES of wall clock each on the
 # demo shards, then linear probe + kNN vs the same encoder untrained and the spectrogram (README table).
 # CORPUS=varied (default: the varied demo corpus and its tasks) or basic (the make-shards corpus).
+# JOBS runs side by side (default 2: one torch thread each on 2 cores).
 MINUTES ?= 4
 CORPUS ?= varied
+JOBS ?= 2
 bench-methods: setup
 ifeq ($(CORPUS),varied)
 	test -f $(DATA)/demo_varied/pretrain/manifest.json || $(MAKE) shards-varied
 else
 	test -f $(DATA)/demo/pretrain/manifest.json || $(MAKE) shards
 endif
-	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA) --corpus $(CORPUS)
+	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA) --corpus $(CORPUS) --jobs $(JOBS)
 
 clean:
 	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/demo_varied $(DATA)/demo_varied_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods

@@ -261,6 +261,24 @@ def markdown(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def run_jobs(argv: list[str], a: argparse.Namespace) -> int:
+    """``--jobs N``: the same command as N processes, job ``i`` taking every N-th run (in registry order,
+    so with both variants job 0 gets the ``default`` rows and job 1 the ``shared`` ones), each with
+    ``cores // N`` torch threads; rows merge into one file under its lock.  Prints the table at the end."""
+    import subprocess
+
+    threads = str(max(1, (os.cpu_count() or 1) // a.jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--job-index", str(i)], env=env)
+             for i in range(a.jobs)]
+    codes = [p.wait() for p in procs]
+    with open(a.out) as f:
+        rows = json.load(f)["rows"]
+    print(f"\n{markdown(rows)}\n\n{a.jobs} jobs, total {time.perf_counter() - t0:.0f} s")
+    return max(codes)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock pretraining budget per run")
@@ -275,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", default="crop:288",
                     help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="runs side by side, each a process with cores // jobs torch threads (default: 2 on a "
+                         "machine with 2+ cores); a run's budget is wall clock, so jobs share the machine")
+    ap.add_argument("--job-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the job processes
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/methods_varied.json, basic: methods.json)")
     ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter override for every selected method, on top of its small_config "
@@ -315,35 +337,40 @@ def main(argv: list[str] | None = None) -> int:
         extra_hp[k] = val
     from pipeline import read_manifests
 
+    if a.jobs < 1 or (a.job_index is not None and not 0 <= a.job_index < a.jobs):
+        print(f"error: --jobs must be >= 1 (got {a.jobs})", file=sys.stderr)
+        return 2
+    if a.jobs > 1 and a.job_index is None:
+        return run_jobs(argv if argv is not None else sys.argv[1:], a)
     n_mels = int(read_manifests([os.path.join(a.data, shard_dir, "pretrain")]).n_mels)
     rows: dict = {}
     t_all = time.perf_counter()
-    for method in methods:
-        for v in variants(method, n_mels):
-            if v.name not in want:
-                continue
-            key = f"{method}/{v.name}"
-            hp = {**v.hparams, **extra_hp}
-            row = {"method": method, "variant": v.name, "encoder": v.encoder, "encoder_kwargs": v.kwargs,
-                   "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes}
-            if v.skip:
-                row["skipped"] = v.skip
-                print(f"== {key}: {v.label}: skipped ({v.skip})", flush=True)
-                rows = save_row(a.out, key, row, a)
-                continue
-            print(f"== {key}: {v.label}, {a.minutes} min" + (f", hp {hp}" if hp else ""), flush=True)
-            try:
-                row.update(run_one(method, v, a, hp))
-                row.update(evaluate(os.path.join(ROOT, row["run"]), a))
-            except Exception as e:  # one broken method must not cost the others their rows
-                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-                logging.exception("%s failed", key)
+    todo = [(m, v) for m in methods for v in variants(m, n_mels) if v.name in want]
+    for i, (method, v) in enumerate(todo):
+        if a.job_index is not None and i % a.jobs != a.job_index:
+            continue
+        key = f"{method}/{v.name}"
+        hp = {**v.hparams, **extra_hp}
+        row = {"method": method, "variant": v.name, "encoder": v.encoder, "encoder_kwargs": v.kwargs,
+               "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes}
+        if v.skip:
+            row["skipped"] = v.skip
+            print(f"== {key}: {v.label}: skipped ({v.skip})", flush=True)
             rows = save_row(a.out, key, row, a)
-            if "linear" in row:
-                li = row["linear"]
-                print(f"   {row['steps']} steps ({row['stopped_by']}), {row['examples_per_s']:.0f} ex/s; linear "
-                      f"{_pm(li['trained'])} vs untrained {_pm(li['untrained'])} (spectrogram {_pm(li['spectrogram'])}); "
-                      f"beats untrained: {row['beats_untrained']}; eval {row['eval_s']} s", flush=True)
+            continue
+        print(f"== {key}: {v.label}, {a.minutes} min" + (f", hp {hp}" if hp else ""), flush=True)
+        try:
+            row.update(run_one(method, v, a, hp))
+            row.update(evaluate(os.path.join(ROOT, row["run"]), a))
+        except Exception as e:  # one broken method must not cost the others their rows
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            logging.exception("%s failed", key)
+        rows = save_row(a.out, key, row, a)
+        if "linear" in row:
+            li = row["linear"]
+            print(f"   {row['steps']} steps ({row['stopped_by']}), {row['examples_per_s']:.0f} ex/s; linear "
+                  f"{_pm(li['trained'])} vs untrained {_pm(li['untrained'])} (spectrogram {_pm(li['spectrogram'])}); "
+                  f"beats untrained: {row['beats_untrained']}; eval {row['eval_s']} s", flush=True)
     print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t_all:.0f} s")
     return 0
 

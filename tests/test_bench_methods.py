@@ -73,3 +73,55 @@ def test_shared_encoder_is_skipped_with_the_reason_when_the_objective_refuses_it
     assert sh.skip == "picky_test: no audio_ntt at 96 frames" and sh.hparams == {"n_frames": 96}
     md = bm.markdown({"picky_test/shared": {"method": "picky_test", "encoder_label": sh.label, "skipped": sh.skip}})
     assert "skipped: picky_test: no audio_ntt at 96 frames" in md
+
+
+def _fake_bench(monkeypatch, tmp_path):
+    """``run_one``/``evaluate`` replaced by stubs that record which runs a process took (no training)."""
+    (tmp_path / "demo_varied" / "pretrain").mkdir(parents=True)
+    monkeypatch.setattr(bm, "run_one", lambda method, v, a, hp: {"run": f"{method}__{v.name}"})
+    monkeypatch.setattr(bm, "evaluate", lambda run, a: {"evaluated": run})
+    monkeypatch.setattr("pipeline.read_manifests", lambda dirs: type("M", (), {"n_mels": 64})())
+    (tmp_path / "demo_varied" / "pretrain" / "manifest.json").write_text("{}")
+
+
+def test_jobs_split_the_runs_and_merge_into_one_file(tmp_path, monkeypatch):
+    import json
+
+    _fake_bench(monkeypatch, tmp_path)
+    out = str(tmp_path / "m.json")
+    common = ["--out", out, "--data", str(tmp_path), "--methods", "byol_a,triplet,m2d", "--jobs", "2"]
+    assert bm.main(common + ["--job-index", "0"]) == 0
+    rows = json.load(open(out))["rows"]
+    assert sorted(rows) == ["byol_a/default", "m2d/default", "triplet/default"]  # job 0: every other run
+    assert bm.main(common + ["--job-index", "1"]) == 0
+    rows = json.load(open(out))["rows"]  # job 1 added the shared rows (m2d's skipped with its reason)
+    assert sorted(rows) == sorted(f"{m}/{v}" for m in ("byol_a", "triplet", "m2d") for v in ("default", "shared"))
+    assert rows["m2d/shared"]["skipped"] and rows["triplet/shared"]["evaluated"].endswith("triplet__shared")
+
+
+def test_jobs_launch_one_process_per_job_with_their_share_of_threads(tmp_path, monkeypatch, capsys):
+    import json
+    import subprocess
+
+    _fake_bench(monkeypatch, tmp_path)
+    out = str(tmp_path / "m.json")
+    launched = []
+
+    class FakeProc:
+        def __init__(self, cmd, env):
+            launched.append((cmd, env))
+            i = cmd[cmd.index("--job-index") + 1]
+            bm.save_row(out, f"x{i}/default", {"method": f"x{i}", "encoder_label": "e", "skipped": "s"},
+                        bm.argparse.Namespace(tasks="t", window="crop:288", corpus="varied"))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(bm.os, "cpu_count", lambda: 4)
+    assert bm.main(["--out", out, "--data", str(tmp_path), "--jobs", "2"]) == 0
+    assert [c[c.index("--job-index") + 1] for c, _ in launched] == ["0", "1"]
+    assert all(env["OMP_NUM_THREADS"] == "2" for _, env in launched)  # 4 cores // 2 jobs
+    assert sorted(json.load(open(out))["rows"]) == ["x0/default", "x1/default"]
+    assert "2 jobs" in capsys.readouterr().out
+    assert bm.main(["--out", out, "--data", str(tmp_path), "--jobs", "0"]) == 2
