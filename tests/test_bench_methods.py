@@ -125,3 +125,19 @@ def test_jobs_launch_one_process_per_job_with_their_share_of_threads(tmp_path, m
     assert sorted(json.load(open(out))["rows"]) == ["x0/default", "x1/default"]
     assert "2 jobs" in capsys.readouterr().out
     assert bm.main(["--out", out, "--data", str(tmp_path), "--jobs", "0"]) == 2
+
+
+def test_effective_rank_counts_the_directions_the_embeddings_use():
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from methods_rank import effective_rank
+
+    rng = np.random.default_rng(0)
+    iso = rng.standard_normal((4000, 8))
+    assert 7.5 < effective_rank(iso) <= 8.0  # isotropic: every direction equally
+    low = rng.standard_normal((4000, 2)) @ rng.standard_normal((2, 8))  # 8 columns spanning 2 directions
+    assert 1.0 <= effective_rank(low) <= 2.0
+    scaled = iso * np.array([1000, 1, 1, 1, 1, 1, 1, 1])  # columns are standardised first, as the probe sees them
+    assert effective_rank(scaled) == pytest.approx(effective_rank(iso), rel=1e-6)
+    assert effective_rank(np.c_[iso, np.ones(4000)]) == pytest.approx(effective_rank(iso), rel=1e-6)  # constant dropped
