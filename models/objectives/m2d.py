@@ -75,8 +75,6 @@ class M2DObjective(PatchMasked, Objective):
     """``m2d``. Batch: ``x`` ``[B, 1, F, N]`` + ``mask`` ``[B, n_patches]`` (True = masked)."""
 
     name = "m2d"
-    sampler = "crop+patch_mask"
-    batch_keys = ("x", "mask")
     default_encoder = ("vit_base", {"n_mels": 80, "n_frames": 608})
     frontend_preset = "m2d"
     HParams = M2DHParams

@@ -58,8 +58,6 @@ class MAEObjective(PatchMasked, Objective):
     """``mae``. Batch: ``x`` ``[B, 1, F, N]`` + ``mask`` ``[B, n_patches]`` (True = masked)."""
 
     name = "mae"
-    sampler = "crop+patch_mask"
-    batch_keys = ("x", "mask")
     default_encoder = ("vit_base", {"n_mels": 128, "n_frames": 1024})
     frontend_preset = "audio_mae"
     HParams = MAEHParams

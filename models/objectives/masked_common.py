@@ -109,6 +109,9 @@ class PatchMasked:
     dataset-statistics normalisation when ``hp.normalize_input``)."""
 
     name: ClassVar[str]
+    #: every masked-patch method reads crops plus their patch mask (True = masked)
+    sampler: ClassVar[str] = "crop+patch_mask"
+    batch_keys: ClassVar[tuple[str, ...]] = ("x", "mask")
 
     @classmethod
     def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:
