@@ -97,7 +97,7 @@ def bench_device_views(shard_dir: str, batch: int, n: int, warmup: int) -> dict[
     return {"worker": worker, f"augment_{dev}": rate(step, batch, max(n, 8), 10)}
 
 
-def wav_batches(audio_dir: str, name: str, batch: int):
+def wav_batches(audio_dir: str, name: str, batch: int, **sampler_kwargs):
     """``next_batch()`` the official BYOL-A way: decode the WAV, crop 0.95 s, log-mel per example, then
     the same sampler and collation as the shard path.  The augmentations are melstream's own on both
     paths (not the official per-example torch modules), so the ratio isolates what reading
@@ -115,7 +115,7 @@ def wav_batches(audio_dir: str, name: str, batch: int):
     to_mel = LogMel(fe).eval()
     n_frames = 96
     seg = (n_frames - 1) * fe.hop_length  # 15200 samples -> 96 frames with center=True
-    sampler = build_sampler(name)
+    sampler = build_sampler(name, **sampler_kwargs)
     sampler.bind(SimpleNamespace(mean=-4.5, std=2.7, frontend=fe.to_dict(), vocabulary=[]))
     rng = np.random.default_rng(0)
 
@@ -136,16 +136,18 @@ def wav_batches(audio_dir: str, name: str, batch: int):
     return next_batch
 
 
-def side_by_side(shard_dir: str, audio_dir: str, name: str, batch: int, rounds: int, warmup: int) -> dict[str, float]:
+def side_by_side(shard_dir: str, audio_dir: str, name: str, batch: int, rounds: int, warmup: int,
+                 shard_kwargs: dict | None = None, wav_kwargs: dict | None = None) -> dict[str, float]:
     """Shards and the WAV path, one batch each in turn (order alternating), after both have warmed up
     (for ``views``: a full mixup memory, the steady state of a run).  Both see the same machine at the
     same moments, so their ratio is stable where separate runs swing by 10-30 % on a shared host.
-    ``ratio`` is the median over rounds of (WAV batch time / shard batch time)."""
+    ``ratio`` is the median over rounds of (WAV batch time / shard batch time).  ``shard_kwargs`` /
+    ``wav_kwargs``: sampler options of each side (``augment_on='device'``: the worker's part only)."""
     from pipeline import build_loader
 
-    loader, _ = build_loader([shard_dir], name, batch, mode="train", seed=0)
+    loader, _ = build_loader([shard_dir], name, batch, mode="train", seed=0, sampler_kwargs=shard_kwargs or {})
     it = iter(loader)
-    paths = {"shards": lambda: next(it), "wav": wav_batches(audio_dir, name, batch)}
+    paths = {"shards": lambda: next(it), "wav": wav_batches(audio_dir, name, batch, **(wav_kwargs or {}))}
     for fn in paths.values():
         for _ in range(warmup):
             fn()
@@ -206,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
                                for k in ("crop", "views")}
     res["views_device"] = bench_device_views(shard_dir, a.batch, a.batches, a.warmup)
     res["wav"] = {k: side_by_side(shard_dir, audio_dir, k, a.batch, a.rounds, a.warmup_side) for k in ("crop", "views")}
+    # views as the trainer runs them on a GPU (augment_on='auto' -> 'device'): the worker reads, crops and
+    # pre-normalises, the GPU augments.  Against the WAV path augmenting in its worker (the official loader)
+    # and against the WAV path that also leaves the augmentations to the GPU.
+    dev = {"augment_on": "device"}
+    res["wav"]["views_gpu"] = side_by_side(shard_dir, audio_dir, "views", a.batch, a.rounds, a.warmup_side,
+                                           shard_kwargs=dev)
+    res["wav"]["views_gpu_both"] = side_by_side(shard_dir, audio_dir, "views", a.batch, a.rounds, a.warmup_side,
+                                                shard_kwargs=dev, wav_kwargs=dev)
     for k, r in res["wav"].items():
         print(f"{k:24s} shards {r['shards']:8.0f} /s vs WAV {r['wav']:6.0f} /s per worker, side by side: "
               f"ratio {r['ratio']:.1f} (median of {a.rounds} rounds, lowest {r['ratio_min']:.1f})", flush=True)
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         res["workers_total"] = {k: bench_workers(shard_dir, k, a.batch, 3 * a.batches, a.workers) for k in ("crop", "views")}
     per_worker = {k: round(v["cpu"]) for k, v in res["samplers"].items()}
-    ratio = {k: round(res["wav"][k]["ratio"], 1) for k in ("crop", "views")}
+    ratio = {k: round(v["ratio"], 1) for k, v in res["wav"].items()}
     out = {
         "examples_per_s_per_worker": per_worker,
         "shards_vs_wav_ratio": ratio,
@@ -227,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         "crops_per_clip_4_per_worker": {k: round(v["cpu"]) for k, v in res["crops_per_clip_4"].items()},
         "views_augment_on_device": {k: round(v["cpu"]) for k, v in res["views_device"].items()},
         f"total_examples_per_s_{a.workers}_workers_wall": {k: round(v) for k, v in res.get("workers_total", {}).items()},
-        "targets": {"crop": 5000, "views": 2000, "ratio_crop": 10, "ratio_views": 5},
+        "targets": {"crop": 5000, "views": 2000, "ratio_crop": 10, "ratio_views": 10},
+        "side_by_side_rows": {"crop": "crop, both paths", "views": "views, augmentations in the worker on both paths",
+                              "views_gpu": "views as trained on a GPU (shard worker: read, crop, pre-norm; the GPU "
+                                           "augments) vs the WAV path augmenting in its worker (official loader)",
+                              "views_gpu_both": "views_gpu vs the WAV path also leaving the augmentations to the GPU"},
         "settings": {"batch_size": a.batch, "measured_batches": a.batches, "clip_seconds": 10, "preset": "byol_a",
                      "shuffle_buffer": 1000, "clips": a.clips,
                      "codec": __import__("shards").read_manifest(shard_dir)["codec"]["name"],

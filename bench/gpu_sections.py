@@ -308,12 +308,15 @@ def sec_fp32(c: Check) -> dict:
     return out
 
 
-def _sampler_kwargs(sampler: str, hp: Any) -> dict:
+def _sampler_kwargs(sampler: str, hp: Any, device_type: str) -> dict:
+    """``n_frames`` from the hyperparameters, and ``augment_on`` settled for the device as the trainer does."""
     from pipeline import SAMPLERS
+    from pipeline.samplers import resolve_augment_on
 
     first = sampler.split("+")[0]
     params = inspect.signature(SAMPLERS[first]).parameters if first in SAMPLERS else {}
-    return {"n_frames": int(hp.n_frames)} if "n_frames" in params and getattr(hp, "n_frames", None) else {}
+    kw = {"n_frames": int(hp.n_frames)} if "n_frames" in params and getattr(hp, "n_frames", None) else {}
+    return resolve_augment_on(sampler, kw, device_type)
 
 
 def _throughput_one(c: Check, method: str, enc: str, kw: dict, batch: int) -> dict:
@@ -336,7 +339,7 @@ def _throughput_one(c: Check, method: str, enc: str, kw: dict, batch: int) -> di
     torch.manual_seed(0)
     obj = build_objective(method, build_encoder(enc, **kwargs)).to(dev).train()
     opt = build_optimizer(obj.param_groups(batch), hp)
-    skw = _sampler_kwargs(cls.sampler, hp)
+    skw = _sampler_kwargs(cls.sampler, hp, dev.type)
 
     def to_dev(raw: dict, info) -> dict:
         raw.pop("__key__", None)

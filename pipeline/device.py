@@ -3,7 +3,8 @@
 Same blocks and defaults as the per-example worker path (``pipeline.augment``; Niizumi et al. 2021
 Sec. III): log-mixup-exp against a FIFO memory of past pre-normalised inputs (here one memory on the
 device, shared by the rank's batches instead of one per worker), optional Gaussian block, random
-resize crop as two batched bicubic matrices (``bmm``), post-normalisation over the batch.  The
+resize crop as two batched bicubic matrices (``bmm``), BYOL-A v2's random linear fader (``fader=True``,
+``views_v2``: Niizumi et al., TASLP 2023, Sec. III-A), post-normalisation over the batch.  The
 worker yields ``x`` (cropped, pre-normalised); ``ViewsAugment()(batch)`` returns ``x1``/``x2``.
 Within a batch every example is mixed with entries pushed by earlier batches only.
 """
@@ -18,7 +19,8 @@ from .augment import bicubic_matrices_torch
 class ViewsAugment(nn.Module):
     def __init__(self, mixup: bool = True, alpha: float = 0.4, memory_size: int = 2048, noise: bool = False,
                  noise_std: float = 0.4, rrc: bool = True, virtual_crop: float = 1.5, time_scale=(0.6, 1.5),
-                 freq_scale=(0.6, 1.5), post_norm: bool = True, seed: int | None = None):
+                 freq_scale=(0.6, 1.5), post_norm: bool = True, fader: bool = False, fader_gain: float = 1.0,
+                 seed: int | None = None):
         super().__init__()
         self.mixup, self.alpha, self.memory_size = bool(mixup), float(alpha), int(memory_size)
         self.noise, self.noise_std, self.rrc = bool(noise), float(noise_std), bool(rrc)
@@ -26,6 +28,9 @@ class ViewsAugment(nn.Module):
         self.time_scale = tuple(float(v) for v in time_scale)
         self.freq_scale = tuple(float(v) for v in freq_scale)
         self.post_norm = bool(post_norm)
+        self.fader, self.fader_gain = bool(fader), float(fader_gain)
+        if self.fader_gain < 0:
+            raise ValueError("fader_gain must be >= 0")
         self.seed = seed
         self._gen: torch.Generator | None = None
         self.register_buffer("memory", torch.empty(0), persistent=False)
@@ -71,7 +76,18 @@ class ViewsAugment(nn.Module):
             y = self._mix(y, z)
         if self.rrc:
             y = self._rrc(y)
+        if self.fader:
+            y = self._fade(y)
         return y
+
+    def _fade(self, y: torch.Tensor) -> torch.Tensor:
+        """Random linear fader (BYOL-A v2 Sec. III-A): ``+ a + (b - a) t / (T - 1)``, ``a, b ~ U(-gain, gain)``
+        per example, the same rule as ``pipeline.samplers.views_v2.random_linear_fader``."""
+        b, n_t = y.shape[0], y.shape[-1]
+        ab = (self._rand(2, b, device=y.device) * 2.0 - 1.0) * self.fader_gain
+        t = torch.arange(n_t, device=y.device, dtype=y.dtype) / max(n_t - 1, 1)
+        ramp = ab[0, :, None] + (ab[1, :, None] - ab[0, :, None]) * t[None, :]  # [B, T]
+        return y + ramp.view(b, *([1] * (y.dim() - 2)), n_t).to(y.dtype)
 
     @torch.no_grad()
     def _push(self, x: torch.Tensor) -> None:
@@ -107,7 +123,7 @@ class ViewsAugment(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"mixup={self.mixup}, alpha={self.alpha}, memory_size={self.memory_size}, noise={self.noise}, "
-                f"rrc={self.rrc}, virtual_crop={self.virtual_crop}, post_norm={self.post_norm}")
+                f"rrc={self.rrc}, virtual_crop={self.virtual_crop}, fader={self.fader}, post_norm={self.post_norm}")
 
 
 __all__ = ["ViewsAugment"]

@@ -77,8 +77,51 @@ def test_views_v2_adds_the_fader_to_views() -> None:
     d = e2["x1"][0] - e1["x1"][0]
     assert np.allclose(d, d[:1], atol=1e-5) and np.abs(d).max() > 1e-3
     assert v2.config()["fader"] is True and "mixup" in v2.config()
-    with pytest.raises(ValueError, match="worker only"):
-        build_sampler("views_v2", augment_on="device")
+    dev = build_sampler("views_v2", augment_on="device", fader_gain=0.5)
+    aug = dev.device_transform()
+    assert set(dev.provides) == {"x1", "x2"} and aug.fader and aug.fader_gain == 0.5
+
+
+def test_views_v2_fader_on_the_device() -> None:
+    """``ViewsAugment(fader=True)`` adds per view and row a ramp constant over mel bins, linear in time, end
+    points in [-gain, gain], drawn afresh for each view; with the fader off the views are unchanged."""
+    import torch
+
+    from pipeline.device import ViewsAugment
+
+    x = torch.randn(8, 1, 64, 96)
+    kw = dict(mixup=False, rrc=False, post_norm=False, seed=3)
+    off = ViewsAugment(**kw)({"x": x})
+    on = ViewsAugment(fader=True, fader_gain=0.5, **kw)({"x": x})
+    assert torch.equal(off["x1"], x) and torch.equal(off["x2"], x)
+    t = torch.arange(96, dtype=torch.float32) / 95
+    starts = []
+    for k in ("x1", "x2"):
+        d = on[k] - x
+        assert torch.allclose(d, d[:, :, :1].expand_as(d), atol=1e-6)  # constant over mel bins
+        a, b = d[:, 0, 0, 0], d[:, 0, 0, -1]
+        assert torch.allclose(d[:, 0, 0], a[:, None] + (b - a)[:, None] * t[None], atol=1e-5)  # linear in time
+        assert float(torch.cat([a, b]).abs().max()) <= 0.5 + 1e-6
+        starts.append(a)
+    assert not torch.allclose(starts[0], starts[1])  # each view draws its own ramp
+    with pytest.raises(ValueError, match="fader_gain"):
+        ViewsAugment(fader=True, fader_gain=-1.0)
+
+
+def test_augment_on_auto_follows_the_training_device() -> None:
+    """``augment_on='auto'`` (the default of ``views`` / ``views_v2``) becomes ``device`` on CUDA and ``worker``
+    elsewhere; explicit values and samplers that cannot augment on the device pass unchanged."""
+    from pipeline.samplers import resolve_augment_on
+
+    assert resolve_augment_on("views", {}, "cuda") == {"augment_on": "device"}
+    assert resolve_augment_on("views_v2", {"augment_on": "auto", "alpha": 0.2}, "cuda") == {"augment_on": "device",
+                                                                                          "alpha": 0.2}
+    assert resolve_augment_on("views", {}, "cpu") == {"augment_on": "worker"}
+    assert resolve_augment_on("views", {"augment_on": "worker"}, "cuda") == {"augment_on": "worker"}
+    assert resolve_augment_on("crop", {}, "cuda") == {}
+    assert build_sampler("views").augment_on == "worker"  # outside the trainer, 'auto' reads as 'worker'
+    with pytest.raises(ValueError, match="augment_on"):
+        build_sampler("views", augment_on="gpu")
 
 
 def test_views_v2_fader_in_batched_views() -> None:

@@ -266,6 +266,24 @@ def test_pairing_is_checked_before_step_1(demo_small, tmp_path):
     assert views.input_norm == {"mean": -5.0, "std": 4.0}
 
 
+def test_views_augmentations_go_to_a_gpu_by_default():
+    """The trainer settles the ``views`` samplers' ``augment_on='auto'`` for its device: the batched torch
+    augmentations on CUDA, the DataLoader workers on CPU; a ``--sampler-arg augment_on=...`` wins."""
+    from train.config import TrainConfig
+    from train.loop import _sampler_kwargs
+
+    for method in ("byol_a", "byol_a_v2", "delores_m"):
+        cls = OBJECTIVES[method]
+        cfg = TrainConfig(method=method)
+        assert _sampler_kwargs(cfg, cls.sampler, cls, cls.HParams(), None, "cuda")["augment_on"] == "device"
+        assert _sampler_kwargs(cfg, cls.sampler, cls, cls.HParams(), None, "cpu")["augment_on"] == "worker"
+        pinned = TrainConfig(method=method, sampler_kwargs={"augment_on": "worker"})
+        assert _sampler_kwargs(pinned, cls.sampler, cls, cls.HParams(), None, "cuda")["augment_on"] == "worker"
+    cls = OBJECTIVES["temporal_gap"]
+    assert "augment_on" not in _sampler_kwargs(TrainConfig(method="temporal_gap"), cls.sampler, cls, cls.HParams(),
+                                               None, "cuda")
+
+
 def test_train_knows_no_method_or_sampler_name():
     """The trainer is generic: no objective or sampler name is written anywhere in train/."""
     import glob

@@ -114,11 +114,14 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     return name, kwargs
 
 
-def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encoder: Any) -> dict[str, Any]:
+def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encoder: Any,
+                    device_type: str = "cpu") -> dict[str, Any]:
     """The objective's options for its default sampler, ``n_frames`` from the hyperparameters, the
     objective's data-side options (``sampler_options``: e.g. a masking ratio and the encoder's patch grid),
-    each only where a part of the sampler takes it, then ``--sampler-arg`` overrides."""
+    each only where a part of the sampler takes it, then ``--sampler-arg`` overrides; last,
+    ``augment_on='auto'`` settled for the training device (``resolve_augment_on``: GPU -> ``device``)."""
     from pipeline import SAMPLERS
+    from pipeline.samplers import resolve_augment_on
 
     kw: dict[str, Any] = dict(obj_cls.sampler_kwargs) if sampler == obj_cls.sampler else {}
     params = inspect.signature(SAMPLERS.get(sampler.split("+")[0])).parameters
@@ -129,7 +132,7 @@ def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encod
         if v is not None and any(k in ps for ps in parts):
             kw[k] = v
     kw.update(cfg.sampler_kwargs)
-    return kw
+    return resolve_augment_on(sampler, kw, device_type)
 
 
 def check_pairing(obj_cls: Any, sampler: Any, encoder: torch.nn.Module, n_frames: int | None) -> None:
@@ -292,7 +295,7 @@ def setup(cfg: TrainConfig) -> Run:
     enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
     set_seed(cfg.seed)
     encoder = build_checked(build_encoder, enc_name, enc_kwargs, "bad --encoder-arg", shown=cfg.encoder_kwargs)
-    skw = _sampler_kwargs(cfg, sampler, obj_cls, hp, encoder)
+    skw = _sampler_kwargs(cfg, sampler, obj_cls, hp, encoder, acc.device.type)
     smp = build_checked(build_sampler, sampler, skw, "bad --sampler-arg", shown=cfg.sampler_kwargs)
     smp.bind(facts)
     if cfg.init:

@@ -15,7 +15,9 @@ Per-example arrays have no batch axis: inputs are ``[1, F, N]``, targets scalars
 * ``augment(example, clip, rng)`` -- add-ons (``pitch_shift``) that compose onto another sampler with
   ``build_sampler('clip_pair+pitch_shift')``;
 * ``device_transform()`` -- a torch module the trainer applies on its device, when the sampler was
-  asked to leave its augmentations to the device (``views`` with ``augment_on='device'``).
+  asked to leave its augmentations to the device (``views`` with ``augment_on='device'``); samplers
+  that can (``device_augment = True``) take ``augment_on='auto'``, which the trainer settles with
+  :func:`resolve_augment_on`.
 
 State (mixup memory, triplet pool) lives in the sampler object, i.e. per DataLoader worker.
 """
@@ -68,6 +70,7 @@ class Sampler:
     name = ""
     keys: tuple[str, ...] = ()
     n_frames = 96
+    device_augment = False  # True: takes augment_on='auto' | 'worker' | 'device' (resolve_augment_on)
 
     @property
     def provides(self) -> tuple[str, ...]:
@@ -184,6 +187,18 @@ class Composed(Sampler):
 def _accepts(cls: type, key: str) -> bool:
     params = inspect.signature(cls.__init__).parameters
     return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def resolve_augment_on(name: str, kw: dict[str, Any], device_type: str) -> dict[str, Any]:
+    """``kw`` with ``augment_on='auto'`` (given or the sampler's default) settled for a training device:
+    ``'device'`` on CUDA, where the GPU runs the batched augmentations for next to nothing and each
+    DataLoader worker only reads, crops and pre-normalises (``make bench-pipeline``: about twice the
+    examples per worker for ``views``), ``'worker'`` elsewhere, where the workers run them in parallel
+    beside the training process.  Samplers without ``device_augment`` and explicit values pass unchanged."""
+    base = str(name).split("+")[0].strip()
+    if not getattr(SAMPLERS.get(base), "device_augment", False) or kw.get("augment_on", "auto") != "auto":
+        return kw
+    return {**kw, "augment_on": "device" if device_type == "cuda" else "worker"}
 
 
 def build_sampler(name: str, **kw: Any) -> Sampler:

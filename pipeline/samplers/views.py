@@ -23,7 +23,9 @@ with the log-mixup-exp calculation, IV-C), ``pre_norm=False``, ``post_norm=False
 
 ``augment_on='device'``: the worker only crops and pre-normalises (batch key ``x``); the trainer
 applies ``info.device_transform`` (``pipeline.device.ViewsAugment``, batched torch, same options) on
-its device to get ``x1``/``x2``.
+its device to get ``x1``/``x2``.  ``augment_on='auto'`` (the default) is for the trainer to settle
+(:func:`pipeline.samplers.base.resolve_augment_on`: ``device`` on a GPU, ``worker`` elsewhere); a
+sampler built outside the trainer reads it as ``worker``.
 """
 from __future__ import annotations
 
@@ -54,11 +56,12 @@ class Views(Sampler):
 
     keys = ("x1", "x2")
     device_keys = ("x1", "x2")  # what device_transform() makes of ``x`` with augment_on='device'
+    device_augment = True  # augment_on='auto' can move the augmentations to the training device
 
     def __init__(self, n_frames: int = 96, pre_norm: bool = True, mixup: bool = True, alpha: float = 0.4,
                  memory_size: int = 2048, noise: bool = False, noise_std: float = 0.4, rrc: bool = True,
                  virtual_crop: float = 1.5, time_scale: tuple = (0.6, 1.5), freq_scale: tuple = (0.6, 1.5),
-                 post_norm: bool = True, augment_on: str = "worker", per_example: bool = False):
+                 post_norm: bool = True, augment_on: str = "auto", per_example: bool = False):
         super().__init__(normalize=pre_norm)
         self.n_frames = int(n_frames)
         self.pre_norm = bool(pre_norm)
@@ -72,9 +75,9 @@ class Views(Sampler):
         self.time_scale = tuple(float(v) for v in time_scale)
         self.freq_scale = tuple(float(v) for v in freq_scale)
         self.post_norm = bool(post_norm)
-        if augment_on not in ("worker", "device"):
-            raise ValueError("augment_on must be 'worker' or 'device'")
-        self.augment_on = augment_on
+        if augment_on not in ("auto", "worker", "device"):
+            raise ValueError("augment_on must be 'auto', 'worker' or 'device'")
+        self.augment_on = "worker" if augment_on == "auto" else augment_on
         self.per_example = bool(per_example)
         self.last_params: dict[str, np.ndarray] | None = None  # the batch's draws (tests, inspection)
         if not 0.0 <= self.alpha <= 1.0:
@@ -130,7 +133,12 @@ class Views(Sampler):
 
         return ViewsAugment(mixup=self.mixup, alpha=self.alpha, memory_size=self.memory_size, noise=self.noise,
                             noise_std=self.noise_std, rrc=self.rrc, virtual_crop=self.virtual_crop,
-                            time_scale=self.time_scale, freq_scale=self.freq_scale, post_norm=self.post_norm)
+                            time_scale=self.time_scale, freq_scale=self.freq_scale, post_norm=self.post_norm,
+                            **self.device_options())
+
+    def device_options(self) -> dict:
+        """Extra ``ViewsAugment`` options of a subclass (``views_v2``: the fader)."""
+        return {}
 
     def batch_views(self, x: np.ndarray, valid: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``x1, x2 [B, 1, F, T]`` from pre-normalised crops ``x [B, F, T]``; pushes the valid rows to the memory.

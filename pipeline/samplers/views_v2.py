@@ -7,8 +7,9 @@ crop: a gain that moves linearly over the segment, from ``a`` at the first frame
 ``x'[f, t] = x[f, t] + a + (b - a) t / (T - 1)``.  In the log domain an added constant is a volume change,
 so this approximates a sound fading in or out over the segment (Sec. III-A).
 
-Everything else (memory size, alpha, crop scales) is ``views``' defaults, which v2 keeps.  ``augment_on``
-is ``worker`` only: the device twin (``pipeline.device.ViewsAugment``) has no fader.
+Everything else (memory size, alpha, crop scales) is ``views``' defaults, which v2 keeps.  With
+``augment_on='device'`` the device twin (``pipeline.device.ViewsAugment``, ``fader=True``) applies the same
+fader after its random resize crop.
 """
 from __future__ import annotations
 
@@ -31,8 +32,6 @@ class ViewsV2(Views):
     """Batch keys ``x1``, ``x2``; ``views`` + random linear fader (``fader=False`` gives back ``views``)."""
 
     def __init__(self, n_frames: int = 96, fader: bool = True, fader_gain: float = 1.0, **kw):
-        if kw.get("augment_on", "worker") != "worker":
-            raise ValueError("views_v2: the random linear fader runs in the DataLoader worker only (augment_on='worker')")
         super().__init__(n_frames=n_frames, **kw)
         self.fader, self.fader_gain = bool(fader), float(fader_gain)
         if self.fader_gain < 0:
@@ -43,6 +42,9 @@ class ViewsV2(Views):
         if self.fader:
             y, _, _ = random_linear_fader(y, rng, self.fader_gain)
         return y
+
+    def device_options(self) -> dict:
+        return {"fader": self.fader, "fader_gain": self.fader_gain}
 
     def batch_views(self, x: np.ndarray, valid: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``views``' batched views, then the fader on each view of each row (one ``(a, b)`` draw per view,
