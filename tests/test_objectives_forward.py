@@ -150,6 +150,33 @@ def test_ema_targets(name):
         assert torch.equal(b_t, b_o)
 
 
+def test_delores_shuffle_bn_uses_per_group_statistics():
+    """``bn_splits=2``: the student runs on 2 groups of consecutive rows, the teacher on 2 groups of a random
+    permutation, outputs back in input order (MoCo's shuffle BN on one process); 1 keeps the whole batch."""
+    torch.manual_seed(0)
+    obj = build_objective("delores_m", build_encoder("audio_ntt", d=64), n_frames=32, block_proj_units=16,
+                          queue_size=64, out_dim=8, proj_dropout=0.0, bn_splits=2).train()
+    for m in obj.modules():
+        if isinstance(m, nn.Dropout):
+            m.eval()  # BatchNorm stays in training mode (batch statistics); only the randomness goes
+    x = torch.randn(8, 1, 64, 32)
+    torch.manual_seed(1)
+    k, tb = obj._teacher(x)
+    torch.manual_seed(1)
+    perm = torch.randperm(8)
+    inv = torch.argsort(perm)
+    parts = [obj._teacher_one(x[perm][:4]), obj._teacher_one(x[perm][4:])]
+    assert torch.allclose(k, torch.cat([p[0] for p in parts])[inv], atol=1e-5)
+    assert torch.allclose(tb[-1], torch.cat([p[1][-1] for p in parts])[inv], atol=1e-5)
+    assert not torch.allclose(k, obj._teacher_one(x)[0], atol=1e-3)  # group statistics, not the batch's
+    q, _ = obj._groups(obj._student, x)
+    assert torch.allclose(q, torch.cat([obj._student(x[:4])[0], obj._student(x[4:])[0]]), atol=1e-5)
+    obj.hparams.bn_splits = 1
+    assert torch.allclose(obj._groups(obj._student, x)[0], obj._student(x)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="bn_splits"):
+        build_objective("delores_m", build_encoder("audio_ntt", d=64), n_frames=32, bn_splits=0)
+
+
 def test_delores_queue_is_a_checkpointed_fifo():
     torch.manual_seed(0)
     obj = build_objective("delores_m", TinyEncoder(), n_frames=N_, **{**small("delores_m"), "queue_size": 10})

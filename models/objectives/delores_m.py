@@ -67,6 +67,7 @@ class DeLoResMHParams(HParams):
     lambd: float = 0.0051
     bn_eps: float = 1e-5
     block_indices: tuple[int, ...] | None = None  # None: every block encoder.blocks() returns
+    bn_splits: int = 1  # > 1: MoCo's shuffle BN on one process (He et al. 2020 Sec. 3.3); 1 = off (the default)
     source: str = (
         "Ghosh et al. 2022, Sec. V-B-2 (m 0.99, tau 0.07, 128-d, block projectors 2048, weight 5e-5, "
         "SGD momentum 0.9, wd 1e-4, batch 512); queue size from MoCo (He et al. 2020)"
@@ -98,6 +99,8 @@ class DeLoResMObjective(Objective):
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__(encoder, **hparams)
         hp = self.hparams
+        if int(hp.bn_splits) < 1:
+            raise ValueError(f"delores_m: bn_splits must be >= 1 (got {hp.bn_splits})")
         blocks = probe_encoder(encoder, "blocks", hp.n_frames)
         self._block_idx = self._select(len(blocks), hp.block_indices)
         chans = [int(blocks[i].shape[1]) for i in self._block_idx]
@@ -125,10 +128,34 @@ class DeLoResMObjective(Objective):
         blocks = encoder.blocks(x)
         return [proj(blocks[i].mean(dim=(2, 3))) for proj, i in zip(projectors, self._block_idx)]
 
+    def _student(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.head(self.encoder(x)), self._block_feats(self.encoder, self.block_projectors, x)
+
+    def _teacher_one(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.target_head(self.target_encoder(x)), self._block_feats(self.target_encoder,
+                                                                           self.target_block_projectors, x)
+
     @torch.no_grad()
     def _teacher(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        k = self.target_head(self.target_encoder(x))
-        return k, self._block_feats(self.target_encoder, self.target_block_projectors, x)
+        return self._groups(self._teacher_one, x, shuffle=True)
+
+    def _groups(self, fn: Any, x: torch.Tensor, shuffle: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``fn`` on ``bn_splits`` groups of rows, so BatchNorm statistics are per group, outputs in input order.
+        ``shuffle``: the rows are permuted before grouping (the keys), so a query and its key see different
+        groups' statistics -- MoCo's shuffle BN (He et al. 2020 Sec. 3.3) with groups in place of GPUs,
+        which stops the contrastive task from being solved through the batch statistics."""
+        n = int(self.hparams.bn_splits)
+        if n <= 1 or x.shape[0] < 2 * n:
+            return fn(x)
+        perm = torch.randperm(x.shape[0], device=x.device) if shuffle else None
+        xs = x if perm is None else x[perm]
+        parts = [fn(c) for c in xs.chunk(n)]
+        k = torch.cat([p[0] for p in parts])
+        blocks = [torch.cat([p[1][i] for p in parts]) for i in range(len(parts[0][1]))]
+        if perm is not None:
+            inv = torch.argsort(perm)
+            k, blocks = k[inv], [b[inv] for b in blocks]
+        return k, blocks
 
     @torch.no_grad()
     def _enqueue(self, *keys: torch.Tensor) -> None:
@@ -147,9 +174,8 @@ class DeLoResMObjective(Objective):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xa, xb = self._require(batch, "x1", "x2")
         hp = self.hparams
-        qa, qb = self.head(self.encoder(xa)), self.head(self.encoder(xb))
-        sa = self._block_feats(self.encoder, self.block_projectors, xa)
-        sb = self._block_feats(self.encoder, self.block_projectors, xb)
+        qa, sa = self._groups(self._student, xa)
+        qb, sb = self._groups(self._student, xb)
         ka, ta = self._teacher(xa)
         kb, tb = self._teacher(xb)
 
