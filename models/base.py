@@ -79,8 +79,18 @@ class Encoder(nn.Module):
     def blocks(self, x: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:  # pragma: no cover - abstract
+        """``frames(x)`` from ``blocks(x)`` without running the trunk again (``frames`` is built on it)."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
         return self.pool_frames(self.frames(x))
+
+    def embed_and_blocks(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(forward(x), blocks(x))`` from one pass of the trunk: an objective that needs both per view
+        (DeLoRes-M, Ghosh et al. 2022 Sec. III-B-4) pays for one forward and one backward, not two."""
+        blocks = self.blocks(x)
+        return self.pool_frames(self.frames_from_blocks(blocks)), blocks
 
     # -- helpers ---------------------------------------------------------------------------
     def n_frames_out(self, n_frames: int) -> int:

@@ -300,3 +300,30 @@ def test_generic_decoder() -> None:
     assert models.build_decoder("resnet50", in_dim=2048, n_mels=80)(torch.randn(1, 2048)).shape == (1, 1, 80, 96)
     with pytest.raises(ValueError):
         models.build_decoder("resnet50")
+
+
+@pytest.mark.parametrize("name", models.ENCODERS.names())
+def test_embed_and_blocks_is_forward_and_blocks_in_one_pass(encoders: dict, name: str) -> None:
+    """``embed_and_blocks`` returns exactly ``(forward(x), blocks(x))`` (eval mode: dropout off) for every
+    encoder, and runs the trunk once: the first block module is called once, not twice."""
+    enc = encoders[name]
+    was = enc.training
+    enc.eval()
+    t = max(96, enc.min_frames)
+    x = x_for(enc, t, 2)
+    calls: list[int] = []
+    first = next(m for m in enc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    hook = first.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            emb, blocks = enc.embed_and_blocks(x)
+            n_joint = len(calls)
+            ref_emb, ref_blocks = enc(x), enc.blocks(x)
+    finally:
+        hook.remove()
+        enc.train(was)
+    assert n_joint == 1, f"{name}: the trunk ran {n_joint} times"
+    assert torch.allclose(emb, ref_emb, atol=1e-5, rtol=1e-4)
+    assert len(blocks) == len(ref_blocks)
+    for b, r in zip(blocks, ref_blocks):
+        assert torch.allclose(b, r, atol=1e-5, rtol=1e-4)

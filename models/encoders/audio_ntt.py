@@ -50,7 +50,10 @@ class AudioNTTEncoder(Encoder):
         return out
 
     def frames(self, x: Tensor) -> Tensor:
-        h = self.blocks(x)[-1]                        # [B, C, F', T']
+        return self.frames_from_blocks(self.blocks(x))
+
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:
+        h = blocks[-1]                                # [B, C, F', T']
         b, c, f, t = h.shape
         h = h.permute(0, 3, 2, 1).reshape(b, t, f * c)  # [B, T', F' * C], channels fastest
         return self.fc(h)

@@ -50,7 +50,10 @@ class AudioNTT2022Encoder(Encoder):
         return out
 
     def frames(self, x: Tensor) -> Tensor:
-        h = self.blocks(x)[-1]
+        return self.frames_from_blocks(self.blocks(x))
+
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:
+        h = blocks[-1]
         b, c, f, t = h.shape
         local = h.permute(0, 3, 2, 1).reshape(b, t, f * c)  # channels fastest
         return torch.cat([local, self.fc(local)], dim=-1)

@@ -71,7 +71,10 @@ class MobileEncoder(Encoder):
         return out
 
     def frames(self, x: Tensor) -> Tensor:
-        return self.blocks(x)[-1].amax(dim=2).transpose(1, 2)  # [B, T/32, C]
+        return self.frames_from_blocks(self.blocks(x))
+
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:
+        return blocks[-1].amax(dim=2).transpose(1, 2)  # [B, T/32, C]
 
     def pool_frames(self, frames: Tensor) -> Tensor:
         return self.fc(frames.amax(dim=1))  # global max-pool, then FC (Sec. 4)

@@ -226,7 +226,9 @@ class SlowFastNFNetF0(Encoder):
         return out
 
     def frames(self, x: Tensor) -> Tensor:
-        maps = self.blocks(x)
+        return self.frames_from_blocks(self.blocks(x))
+
+    def frames_from_blocks(self, maps: list[Tensor]) -> Tensor:
         s = maps[-2].mean(dim=2)                                   # [B, Cs, Ts]
         f = F.avg_pool1d(maps[-1].mean(dim=2), self.alpha_time, self.alpha_time, ceil_mode=True,
                          count_include_pad=False)                  # [B, Cf, Ts]

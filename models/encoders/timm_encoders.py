@@ -47,11 +47,11 @@ class TimmEncoder(Encoder):
                 out.append(x)
         return out
 
-    def trunk_frames(self, x: Tensor) -> Tensor:
-        return self.blocks(x)[-1].mean(dim=2).transpose(1, 2)  # [B, T/32, C]
-
     def frames(self, x: Tensor) -> Tensor:
-        return self.trunk_frames(x)
+        return self.frames_from_blocks(self.blocks(x))
+
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:
+        return blocks[-1].mean(dim=2).transpose(1, 2)  # [B, T/32, C]
 
     def pool_frames(self, frames: Tensor) -> Tensor:
         return frames.mean(dim=1)
@@ -81,8 +81,8 @@ class EfficientNetB0Encoder(TimmEncoder):
         return [(m.conv_stem, False), (m.bn1, False), *[(s, True) for s in m.blocks],
                 (m.conv_head, False), (m.bn2, True)]
 
-    def frames(self, x: Tensor) -> Tensor:
-        h = self.trunk_frames(x)
+    def frames_from_blocks(self, blocks: list[Tensor]) -> Tensor:
+        h = super().frames_from_blocks(blocks)
         return h if self.head is None else self.head(h)
 
 

@@ -189,10 +189,13 @@ class ViTEncoder(Encoder):
                 .reshape(b, self.dim, self.grid_f, k * self.grid_t)[..., :t_out] for m in maps]
         return grid, maps
 
-    def frames(self, x: Tensor) -> Tensor:
-        grid, _ = self._run(x, all_layers=False)  # [B, F', T', D]
-        b, f, t, d = grid.shape
+    @staticmethod
+    def _grid_frames(grid: Tensor) -> Tensor:
+        b, f, t, d = grid.shape  # [B, F', T', D]
         return grid.permute(0, 2, 1, 3).reshape(b, t, f * d)  # frequency patches concatenated per time step
+
+    def frames(self, x: Tensor) -> Tensor:
+        return self._grid_frames(self._run(x, all_layers=False)[0])
 
     def pool_frames(self, frames: Tensor) -> Tensor:
         return frames.mean(dim=1)
@@ -200,6 +203,11 @@ class ViTEncoder(Encoder):
     def blocks(self, x: Tensor) -> list[Tensor]:
         """Every transformer layer's output ``[B, D, F/16, T'/16]`` (before the final LayerNorm)."""
         return self._run(x, all_layers=True)[1]
+
+    def embed_and_blocks(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """One transformer pass for both (the frames come from the final LayerNorm, not from a block)."""
+        grid, maps = self._run(x, all_layers=True)
+        return self.pool_frames(self._grid_frames(grid)), maps
 
 
 @register_encoder("vit_tiny")

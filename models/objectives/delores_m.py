@@ -22,8 +22,8 @@ Choices where the paper is silent (docs/objectives.md): queue size K = 65536 and
 queries/keys (MoCo, He et al. 2020); keys of both directions are enqueued each step (2B keys per
 step, from all ranks under DDP); no shuffle-BN (the paper does not mention it; under DDP the trainer
 uses SyncBatchNorm); projector dropout 0.3 as in DeLoRes-S; weight decay only on weights.
-The student encoder runs ``forward`` and ``blocks`` separately (the Encoder interface exposes no
-joint call), which repeats the conv trunk once per view.
+Student and teacher take the embedding and the blocks from one pass of the trunk
+(``Encoder.embed_and_blocks``).
 """
 
 from __future__ import annotations
@@ -124,16 +124,18 @@ class DeLoResMObjective(Objective):
         return out
 
     # ------------------------------------------------------------------ pieces
-    def _block_feats(self, encoder: nn.Module, projectors: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
-        blocks = encoder.blocks(x)
-        return [proj(blocks[i].mean(dim=(2, 3))) for proj, i in zip(projectors, self._block_idx)]
+    def _branch(self, encoder: nn.Module, head: nn.Module, projectors: nn.ModuleList,
+                x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``l(f(x))`` and the projected, mean-pooled blocks, from one pass of the trunk."""
+        joint = getattr(encoder, "embed_and_blocks", None)  # a duck-typed encoder may only have forward/blocks
+        emb, blocks = joint(x) if joint is not None else (encoder(x), encoder.blocks(x))
+        return head(emb), [proj(blocks[i].mean(dim=(2, 3))) for proj, i in zip(projectors, self._block_idx)]
 
     def _student(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.head(self.encoder(x)), self._block_feats(self.encoder, self.block_projectors, x)
+        return self._branch(self.encoder, self.head, self.block_projectors, x)
 
     def _teacher_one(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.target_head(self.target_encoder(x)), self._block_feats(self.target_encoder,
-                                                                           self.target_block_projectors, x)
+        return self._branch(self.target_encoder, self.target_head, self.target_block_projectors, x)
 
     @torch.no_grad()
     def _teacher(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
