@@ -301,7 +301,8 @@ def setup(cfg: TrainConfig) -> Run:
     if cfg.init:
         load_weights(encoder, cfg.init, what="--init")
     check_pairing(obj_cls, smp, encoder, getattr(hp, "n_frames", None))
-    objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **obj_cls.data_hparams(list(facts.vocabulary))})
+    from_data = obj_cls.data_hparams(list(facts.vocabulary), facts.num_clips or None, cfg.hparams)
+    objective = build_objective(cfg.method, encoder, **{**cfg.hparams, **from_data})
     input_norm = objective.input_norm() or smp.input_norm  # what the encoder's inputs went through
     if world > 1 and acc.device.type == "cuda":  # torch's SyncBatchNorm runs on CUDA only; CPU ranks keep local BN
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn as nn
@@ -188,9 +188,11 @@ class Objective(nn.Module):
             raise ValueError(f"{cls.name}: {method}() of encoder {name} is unavailable") from None
 
     @classmethod
-    def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:
-        """Hyperparameters that follow from the training data (its label ``vocabulary``); ``ValueError``
-        (one line) when the data cannot serve this objective. Default: none."""
+    def data_hparams(cls, vocabulary: list[str], num_clips: int | None = None,
+                     given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Hyperparameters that follow from the training data (its label ``vocabulary``, its ``num_clips``
+        when known); ``given`` are the ones the user set, which a data-derived value must not override.
+        ``ValueError`` (one line) when the data cannot serve this objective. Default: none."""
         return {}
 
     @classmethod

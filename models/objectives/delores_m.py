@@ -28,8 +28,9 @@ Student and teacher take the embedding and the blocks from one pass of the trunk
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -40,6 +41,15 @@ from models import distributed as D
 from . import losses as L
 from .base import HParams, Objective, make_target, probe_encoder, register
 from .heads import barlow_projector
+
+log = logging.getLogger("melstream.models")
+
+
+def queue_cap(num_clips: int) -> int:
+    """Largest power of two <= ``num_clips``: MoCo's dictionary is "a sampled subset of all data" (He et al.
+    2020 Sec. 3.2; 65536 keys of ImageNet's 1.28M images). A queue longer than the dataset holds many keys of
+    every clip, so each query meets crops of its own clip as negatives, as hard as its positive."""
+    return 1 << max(int(num_clips), 1).bit_length() - 1
 
 
 @dataclass
@@ -113,6 +123,20 @@ class DeLoResMObjective(Objective):
         self.target_block_projectors = make_target(self.block_projectors)
         self.register_buffer("queue", F.normalize(torch.randn(hp.queue_size, hp.out_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def data_hparams(cls, vocabulary: list[str], num_clips: int | None = None,
+                     given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``queue_size`` capped at ``queue_cap(num_clips)`` when the data are smaller than the default queue
+        (and the user did not set it)."""
+        k = int(cls.HParams().queue_size)
+        if not num_clips or "queue_size" in (given or {}) or k <= queue_cap(num_clips):
+            return {}
+        cap = queue_cap(num_clips)
+        log.warning("delores_m: queue_size %d > the %d clips of the pretraining data; using %d so the queue holds "
+                    "other clips' keys, not crops of the query's own clip (--hp queue_size=N overrides)",
+                    k, num_clips, cap)
+        return {"queue_size": cap}
 
     @staticmethod
     def _select(n: int, idx: tuple[int, ...] | None) -> list[int]:

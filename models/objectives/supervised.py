@@ -15,7 +15,7 @@ downstream task with the ``mobile`` encoder plus a fully connected layer, Adam l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -77,7 +77,8 @@ class SupervisedObjective(Objective):
         self.classifier = nn.Linear(int(encoder.embedding_dim), int(self.hparams.num_classes))
 
     @classmethod
-    def data_hparams(cls, vocabulary: list[str]) -> dict[str, Any]:
+    def data_hparams(cls, vocabulary: list[str], num_clips: int | None = None,
+                     given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         if not vocabulary:
             raise ValueError("method supervised needs labelled shards (the manifest has no label vocabulary)")
         return {"num_classes": len(vocabulary)}
