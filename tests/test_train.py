@@ -300,21 +300,22 @@ def test_train_knows_no_method_or_sampler_name():
 
 def test_delores_queue_is_capped_by_the_data_unless_set(demo_small, tmp_path, caplog):
     """A MoCo queue longer than the dataset holds crops of the query's own clip as negatives: the trainer
-    caps ``delores_m``'s default ``queue_size`` at the largest power of two <= the clips of the shards
-    (24 -> 16) with a warning; an explicit ``--hp queue_size`` is kept."""
+    caps ``delores_m``'s default ``queue_size`` at the largest power of two <= half the clips of the
+    shards (24 -> 8) with a warning; an explicit ``--hp queue_size`` is kept."""
     import logging
 
     from safetensors.torch import load_file
 
     from models.objectives.delores_m import DeLoResMObjective, queue_cap
 
-    assert [queue_cap(n) for n in (1, 24, 640, 65536, 10**6)] == [1, 16, 512, 65536, 2**19]
-    assert DeLoResMObjective.data_hparams([], 640, {}) == {"queue_size": 512}
+    assert [queue_cap(n) for n in (1, 24, 640, 131072, 250_000, 10**6)] == [1, 8, 256, 65536, 65536, 2**18]
+    assert DeLoResMObjective.data_hparams([], 640, {}) == {"queue_size": 256}
+    assert DeLoResMObjective.data_hparams([], 250_000, {}) == {}  # G22's 0.25 M clips: the paper's 65,536
     assert DeLoResMObjective.data_hparams([], 640, {"queue_size": "8"}) == {}
     assert DeLoResMObjective.data_hparams([], 10**6, {}) == {} and DeLoResMObjective.data_hparams([], None) == {}
     shards_root, _ = demo_small
     small = ["--encoder", "audio_ntt", "--encoder-arg", "d=512", "--hp", "block_proj_units=16", "--hp", "out_dim=8"]
-    for extra, want in (([], 16), (["--hp", "queue_size=32"], 32)):
+    for extra, want in (([], 8), (["--hp", "queue_size=32"], 32)):
         out = tmp_path / f"q{want}"
         with caplog.at_level(logging.WARNING, logger="melstream.models"):
             caplog.clear()
@@ -322,4 +323,4 @@ def test_delores_queue_is_capped_by_the_data_unless_set(demo_small, tmp_path, ca
         state = load_file(str(next(out.glob("checkpoints/step_*/model.safetensors"))))
         queue = next(v for k, v in state.items() if k.endswith("queue"))
         assert queue.shape == (want, 8)
-        assert ("24 clips" in caplog.text) == (want == 16)
+        assert ("24 clips" in caplog.text) == (want == 8)
