@@ -19,7 +19,8 @@ exact same ... hyperparameters" as DeLoRes-S: lr 0.2 (weights) / 0.0048 (biases,
 10 warm-up epochs, cosine decay to 1/1000, 100 epochs.
 
 Choices where the paper is silent (docs/objectives.md): queue size K = 65536 and L2-normalised
-queries/keys (MoCo, He et al. 2020); keys of both directions are enqueued each step (2B keys per
+queries/keys (MoCo, He et al. 2020), K capped by the trainer at half the pretraining clips
+(``data_hparams``, ``queue_cap``); keys of both directions are enqueued each step (2B keys per
 step, from all ranks under DDP); no shuffle-BN (the paper does not mention it; under DDP the trainer
 uses SyncBatchNorm); projector dropout 0.3 as in DeLoRes-S; weight decay only on weights.
 Student and teacher take the embedding and the blocks from one pass of the trunk
