@@ -141,3 +141,18 @@ def test_effective_rank_counts_the_directions_the_embeddings_use():
     scaled = iso * np.array([1000, 1, 1, 1, 1, 1, 1, 1])  # columns are standardised first, as the probe sees them
     assert effective_rank(scaled) == pytest.approx(effective_rank(iso), rel=1e-6)
     assert effective_rank(np.c_[iso, np.ones(4000)]) == pytest.approx(effective_rank(iso), rel=1e-6)  # constant dropped
+
+
+def test_level_share_measures_how_much_of_the_embedding_is_loudness():
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from methods_rank import level_share
+
+    rng = np.random.default_rng(0)
+    level = rng.standard_normal(5000)
+    noise = rng.standard_normal((5000, 4))
+    assert level_share(noise, level) < 0.01  # nothing to do with level
+    assert level_share(np.c_[level, 3 * level, noise[:, :2]], level) == pytest.approx(0.5, abs=0.01)  # 2 of 4 columns
+    mixed = (level[:, None] + noise) * np.array([1.0, 10.0, 0.1, 5.0])  # r^2 = 1/2 per column, any scale
+    assert level_share(mixed, level) == pytest.approx(0.5, abs=0.03)
