@@ -131,10 +131,11 @@ class DeLoResMObjective(Objective):
                      given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``queue_size`` capped at ``queue_cap(num_clips)`` when the data are smaller than the default queue
         (and the user did not set it)."""
-        k = int(cls.HParams().queue_size)
-        if not num_clips or "queue_size" in (given or {}) or k <= queue_cap(num_clips):
+        if not num_clips or "queue_size" in (given or {}):
             return {}
-        cap = queue_cap(num_clips)
+        k, cap = int(cls.HParams().queue_size), queue_cap(num_clips)
+        if k <= cap:
+            return {}
         log.warning("delores_m: queue_size %d is too long for the %d clips of the pretraining data; using %d so "
                     "the queue holds other clips' keys, not crops of the query's own clip (--hp queue_size=N "
                     "overrides)",
