@@ -28,8 +28,8 @@ def _tasks_epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m eval", description="Evaluate melstream encoders on downstream tasks.",
+def build_parser(prog: str = "python -m eval") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description="Evaluate melstream encoders on downstream tasks.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_tasks_epilog())
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="evaluate models on tasks and write a report",
@@ -111,7 +111,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from shards.atomic import atomic_write_json
 
     os.makedirs(a.out, exist_ok=True)
-    results = evaluate(models, o, new_results(["python", "-m", "eval", *sys.argv[1:]]),
+    results = evaluate(models, o, new_results(a.command),
                        on_task_done=lambda r: atomic_write_json(os.path.join(a.out, "results.json"), r))
     paths = write_reports(results, a.out, plots=not a.no_plots)
     with open(os.path.join(a.out, "results.md")) as f:
@@ -157,9 +157,10 @@ def cmd_tasks(a: argparse.Namespace) -> int:
 
 
 @cli_main("python -m eval")
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m eval") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    a = build_parser().parse_args(argv)
+    a = build_parser(prog).parse_args(argv)
+    a.command = [*prog.split(), *(argv if argv is not None else sys.argv[1:])]  # recorded in results.json
     try:
         return {"run": cmd_run, "compare": cmd_compare, "tasks": cmd_tasks}[a.cmd](a)
     except (ValueError, KeyError, FileNotFoundError) as e:

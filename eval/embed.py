@@ -26,6 +26,7 @@ import torch
 
 from shards.frontend import FrontendConfig
 from shards.norm import apply_input_norm
+from shards.progress import progress_bar, show_status
 from shards.rundir import META, WEIGHTS
 from shards.writer import file_digest
 
@@ -238,9 +239,8 @@ class TaskEmbeddings:
 
 def compute_embeddings(model: FrozenModel, td: TaskData, mel_dirs: list[str], window: Window, out_dir: str,
                        blocks: bool = False, batch_size: int = 64, progress: bool = True) -> None:
-    """Embed every clip of ``td`` (windows batched across clips) and write one cache dir per kind."""
-    from tqdm import tqdm
-
+    """Embed every clip of ``td`` (windows batched across clips) and write one cache dir per kind.  The bar
+    counts clips and moves after every batch of ``batch_size`` windows (with the windows embedded so far)."""
     pad = pad_value(model.frontend)
     if window.frames < model.min_frames:
         raise ValueError(f"{model.name}: windows of {window.frames} frames are shorter than the encoder's minimum "
@@ -249,16 +249,25 @@ def compute_embeddings(model: FrozenModel, td: TaskData, mel_dirs: list[str], wi
     writers: dict[str, EmbeddingWriter] = {}
     pending: list[tuple[str, int]] = []
     buf: list[np.ndarray] = []
-    bar = tqdm(total=len(by_key), desc=f"embed {td.name} [{model.name}]", unit="clip", disable=not progress, leave=False)
+    bar = progress_bar(len(by_key), f"embed {td.name} [{model.name}]", "clip", enabled=progress, leave=False)
+    n_windows = 0
 
     def flush() -> None:
+        nonlocal n_windows
         if not buf:
             return
         x = torch.from_numpy(np.concatenate(buf))[:, None]
         outs = {}
+        ends = np.cumsum([n for _, n in pending])  # window count after each pending clip
+        shown = 0
         for i in range(0, x.shape[0], batch_size):
             for k, v in model.embed(x[i:i + batch_size], blocks=blocks).items():
                 outs.setdefault(k, []).append(v.cpu().numpy().astype(np.float32))
+            n_windows += min(batch_size, x.shape[0] - i)
+            done = int(np.searchsorted(ends, i + batch_size, side="right"))  # clips whose windows are all embedded
+            bar.update(done - shown)
+            shown = done
+            show_status(bar, f"{n_windows} windows")
         outs = {k: np.concatenate(v) for k, v in outs.items()}
         pos = 0
         for key, n in pending:
@@ -269,7 +278,6 @@ def compute_embeddings(model: FrozenModel, td: TaskData, mel_dirs: list[str], wi
                     writers[k] = EmbeddingWriter(os.path.join(out_dir, k), td.name, k)
                 writers[k].add(key, arr[pos:pos + n], meta)
             pos += n
-            bar.update(1)
         pending.clear()
         buf.clear()
 

@@ -19,11 +19,13 @@ most 100 epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
+
+from shards.progress import progress_bar, show_status
 
 from . import metrics as M
 from .embed import _unwrap, normalise
@@ -81,8 +83,22 @@ def _clip_scores(net: _Net, windows: ClipWindows, idx: np.ndarray, multilabel: b
     return _head_cpu(net, total / counts.clamp(min=1)[:, None]).numpy()
 
 
+def epoch_plan(n_train: int, cfg: FinetuneConfig) -> tuple[int, int]:
+    """``(optimiser steps per epoch, epochs at most)`` of a fold with ``n_train`` training clips."""
+    n = max(1, -(-cfg.min_epoch_size // max(1, n_train))) * n_train
+    steps = n // cfg.batch_size + (1 if n % cfg.batch_size >= 2 else 0)  # a last batch of 1 is skipped
+    epochs = cfg.max_epochs
+    if cfg.max_steps and steps:
+        epochs = min(epochs, -(-cfg.max_steps // steps))
+    return steps, epochs
+
+
 def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: ClipWindows,
-                  pi: ProbeInput, fold: Fold, seed: int, cfg: FinetuneConfig) -> tuple[np.ndarray, int]:
+                  pi: ProbeInput, fold: Fold, seed: int, cfg: FinetuneConfig, bar: Any = None,
+                  label: str = "") -> tuple[np.ndarray, int]:
+    """Fine-tune on ``fold``; returns the test clips' scores and the epochs run.  ``bar`` (a
+    :func:`shards.progress.progress_bar` counting epochs) moves per epoch and shows ``label``, the step
+    and the running training loss after every step."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = _Net(make_encoder(seed), len(pi.classes), input_norm).to(cfg.device)
@@ -95,10 +111,12 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
     yva = pi.y[fold.valid]
     rng = np.random.default_rng(seed)
     stop, steps, epochs = EarlyStopping(net, cfg.patience), 0, 0
+    per_epoch = epoch_plan(len(train), cfg)[0]
     for epoch in range(cfg.max_epochs):
         net.train()
         reps = max(1, -(-cfg.min_epoch_size // len(train)))
         perm = torch.cat([torch.randperm(len(train), generator=g) for _ in range(reps)]).numpy()
+        loss_sum, n_loss = 0.0, 0
         for i in range(0, len(perm), cfg.batch_size):
             b = perm[i:i + cfg.batch_size]
             if len(b) < 2:  # BatchNorm needs two examples in training mode
@@ -106,9 +124,13 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
             w = rng.integers(0, nwin[b])  # one random window of each clip
             x = torch.from_numpy(np.stack([windows.window(int(train[j]), int(k)) for j, k in zip(b, w)]))[:, None].to(cfg.device)
             opt.zero_grad(set_to_none=True)
-            loss_fn(net.head(net.embed(x)), Y[torch.as_tensor(b)].to(cfg.device)).backward()
+            loss = loss_fn(net.head(net.embed(x)), Y[torch.as_tensor(b)].to(cfg.device))
+            loss.backward()
             opt.step()
             steps += 1
+            if bar is not None:
+                loss_sum, n_loss = loss_sum + float(loss.detach()), n_loss + 1
+                show_status(bar, f"{label} epoch {epoch + 1} step {n_loss}/{per_epoch} loss {loss_sum / n_loss:.4f}")
             if cfg.max_steps and steps >= cfg.max_steps:
                 break
         epochs = epoch + 1
@@ -118,6 +140,9 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
             vloss = float(loss_fn(torch.as_tensor(sva), head_targets(yva, pi.multilabel)))
         else:
             metric, vloss = 0.0, 0.0
+        if bar is not None:  # the epoch's mean training loss and validation metric, then the count moves
+            bar.set_postfix_str(f"{label} epoch {epochs} loss {loss_sum / max(1, n_loss):.4f} valid {metric:.3f}", refresh=False)
+            bar.update(1)
         if stop.update(net, metric, vloss) or (cfg.max_steps and steps >= cfg.max_steps):
             break
     stop.restore(net)
@@ -127,17 +152,21 @@ def finetune_fold(make_encoder: Callable[[int], nn.Module], input_norm: Optional
 def run_finetune(make_encoder: Callable[[int], nn.Module], input_norm: Optional[dict], windows: ClipWindows,
                  pi: ProbeInput, cfg: FinetuneConfig, probe: str = "finetune", progress: bool = False,
                  desc: str = "") -> dict:
-    from tqdm import tqdm
-
+    """Fine-tune every (seed, fold); one bar counts epochs (an ETA for ``max_epochs``; a fold that stops
+    early takes its unused epochs off the total) and shows the step and loss as they come."""
     all_scores, epochs = [], []
-    with tqdm(total=len(cfg.seeds) * len(pi.folds), desc=desc or probe, disable=not progress, leave=False) as bar:
+    caps = [epoch_plan(len(f.train), cfg)[1] for f in pi.folds]
+    with progress_bar(len(cfg.seeds) * sum(caps), desc or probe, "epoch", enabled=progress, leave=False) as bar:
         for seed in cfg.seeds:
             sc = []
-            for f in pi.folds:
-                s, ep = finetune_fold(make_encoder, input_norm, windows, pi, f, seed, cfg)
+            for k, (f, cap) in enumerate(zip(pi.folds, caps)):
+                label = f"seed {seed} fold {k + 1}/{len(pi.folds)}" if len(pi.folds) > 1 else f"seed {seed}"
+                s, ep = finetune_fold(make_encoder, input_norm, windows, pi, f, seed, cfg, None if bar.disable else bar, label)
                 sc.append(s)
                 epochs.append(ep)
-                bar.update(1)
+                if ep < cap:  # stopped early: the ETA no longer counts the epochs it skipped
+                    bar.total -= cap - ep
+                    bar.refresh()
             all_scores.append(sc)
     return summarise(pi, all_scores, probe, {"epochs": float(np.mean(epochs)), "seeds": list(cfg.seeds),
                                              "lr_encoder": cfg.lr_encoder, "lr_head": cfg.lr_head})

@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a script from a checkout: make its packages importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "eval/pretrain.py") -> int:
     from eval.online import probe_callback
     from train.pretrain import main as train_main
 
-    return train_main(argv, probe_factory=probe_callback)
+    return train_main(argv, probe_factory=probe_callback, prog=prog)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ingest", description="Ingest audio into melstream log-mel shards.")
+def build_parser(prog: str = "python -m ingest") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description="Ingest audio into melstream log-mel shards.")
     sub = ap.add_subparsers(dest="source", required=True)
     for name, spec in SOURCES.items():
         p = sub.add_parser(name, help=spec.help)
@@ -76,16 +76,16 @@ def _manifest_extra(source):
 
 
 @cli_main("python -m ingest")
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m ingest") -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    a = build_parser().parse_args(argv)
+    a = build_parser(prog).parse_args(argv)
     cfg = IngestConfig(out=a.out, preset=a.preset, codec=a.codec, level=a.level, shard_size=a.shard_size,
                        workers=a.workers, num_jobs=a.num_jobs, job_index=a.job_index, min_seconds=a.min_seconds,
                        limit=a.limit, progress=not a.no_progress, decode_batch=a.decode_batch,
                        merge=a.merge, segment_seconds=a.segment_seconds, threads=a.threads)
     try:
         source = SOURCES[a.source].run(a)
-        summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],
+        summary = run_ingest(source, cfg, command=[*prog.split(), *(argv if argv is not None else sys.argv[1:])],
                              extra_manifest=_manifest_extra(source))
         finalize = getattr(source, "finalize", None)
         if finalize is not None:  # e.g. the AudioSet ledger and missing lists, also after a job of an array

@@ -32,6 +32,7 @@ from shards.frontend import FrontendConfig, get_preset, logmel
 from shards.writer import EncodedSample, encode_sample
 
 from .decode import DecodeError
+from .progress import ClipProgress, counter
 
 log = logging.getLogger("melstream.ingest")
 
@@ -386,16 +387,22 @@ def _outcomes(source: Source, it: Item, got: Any, cfg: IngestConfig, fe: Fronten
                  "reason": f"undecodable: {e}", "permanent": True, "attempts": 1}]
 
 
-def decode_items(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig) -> list[list]:
-    """:func:`_outcomes` of each item, in order; a batched loader decodes them together (one ffmpeg
-    process for the folder source), else each is loaded alone with ``source.load``."""
+def decode_items(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig,
+                 on_item: Callable[[], None] | None = None) -> list[list]:
+    """:func:`_outcomes` of each item, in order (``on_item()`` after each: the bar moves per clip); a batched
+    loader decodes them together (one ffmpeg process for the folder source), else each alone (``source.load``)."""
     load_many = _batch_loader(source) if cfg.decode_batch > 1 else None
     got: list = [None] * len(items)
     if load_many is not None:
         got = list(load_many(items, fe.sample_rate))
         if len(got) != len(items):
             raise RuntimeError(f"{type(source).__name__}.load_many returned {len(got)} results for {len(items)} items")
-    return [_outcomes(source, it, g, cfg, fe) for it, g in zip(items, got)]
+    out = []
+    for it, g in zip(items, got):
+        out.append(_outcomes(source, it, g, cfg, fe))
+        if on_item is not None:
+            on_item()
+    return out
 
 
 @dataclass
@@ -432,11 +439,12 @@ def _groups(source: Source, tasks: list[ShardTask], cfg: IngestConfig, fe: Front
 
 
 def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str, dict], window: int,
-                  done: Callable[[dict], None], progress: Callable[[int], None],
-                  workers: dict[str, dict] | None = None) -> None:
+                  done: Callable[[dict], None], progress: Callable[[int, int], None],
+                  workers: dict[str, dict] | None = None, wait: Callable[[Any], Any] = lambda r: r.get()) -> None:
     """Write the groups' samples in plan (= key) order, one shard at a time, keeping up to ``window``
-    groups decoding ahead; ``done(record)`` after each shard, ``progress(items)`` after each group;
-    ``workers`` collects the items and CPU seconds of each decoding process."""
+    groups decoding ahead; ``done(record)`` after each shard, ``progress(items, reused)`` after each group
+    (``reused``: taken from the shard's previous version); ``workers`` collects the items and CPU seconds
+    of each decoding process; ``wait(async_result)`` awaits a worker's group."""
     workers = {} if workers is None else workers
     pending: deque[_Group] = deque()
     w: ShardWriter | None = None
@@ -446,7 +454,7 @@ def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str
         if w is None:
             w = ShardWriter(os.path.join(cfg.out, grp.task.split), grp.task.name, codec=cfg.codec, level=cfg.level,
                             common=commons[grp.task.name])
-        got = None if grp.result is None else (grp.result() if callable(grp.result) else grp.result.get())
+        got = None if grp.result is None else (grp.result() if callable(grp.result) else wait(grp.result))
         if got is not None:
             pid, cpu, got = got
             st = workers.setdefault(str(pid), {"items": 0, "cpu_s": 0.0})
@@ -462,7 +470,7 @@ def _write_groups(groups: Iterator[_Group], cfg: IngestConfig, commons: dict[str
                     w.add_encoded(out)
                 else:
                     w.fail(out)
-        progress(len(grp.items))
+        progress(len(grp.items), sum(old is not None for old in grp.olds))
         if grp.last:
             rec, w = w.close(), None
             done({"name": rec["name"], "samples": rec["samples"], "failed": len(rec["failures"]),
@@ -486,7 +494,7 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
     """Decode every item of one planned shard in this process and write it atomically; its record."""
     recs: list[dict] = []
     groups = _groups(source, [task], cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
-    _write_groups(groups, cfg, {task.name: common}, 0, recs.append, lambda n: None)
+    _write_groups(groups, cfg, {task.name: common}, 0, recs.append, lambda n, reused: None)
     with open(_record_path(cfg.out, task.split, task.name)) as f:
         return json.load(f)
 
@@ -517,12 +525,12 @@ _WORKER: tuple | None = None
 
 
 def _worker_init(source: Source | None = None, cfg: IngestConfig | None = None,
-                 fe: FrontendConfig | None = None) -> None:
+                 fe: FrontendConfig | None = None, count: Any = None) -> None:
     global _WORKER
     import torch
 
     torch.set_num_threads(threads_per_worker(cfg) if cfg is not None else 1)
-    _WORKER = (source, cfg, fe)
+    _WORKER = (source, cfg, fe, counter(count))  # count: clips decoded, for the bar (ingest/progress.py)
 
 
 def _pool_context():
@@ -535,16 +543,17 @@ def _pool_context():
     return mp.get_context("spawn")
 
 
-def _timed_decode(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig) -> tuple[int, float, list]:
+def _timed_decode(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig,
+                  on_item: Callable[[], None] | None = None) -> tuple[int, float, list]:
     """``(pid, CPU seconds, decode_items(...))``: the decoding process and what the group cost it."""
     t = time.process_time()
-    out = decode_items(source, items, cfg, fe)
+    out = decode_items(source, items, cfg, fe, on_item)
     return os.getpid(), time.process_time() - t, out
 
 
 def _decode_in_worker(items: list[Item]) -> tuple[int, float, list]:
-    source, cfg, fe = _WORKER
-    return _timed_decode(source, items, cfg, fe)
+    source, cfg, fe, on_item = _WORKER
+    return _timed_decode(source, items, cfg, fe, on_item)
 
 
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
@@ -574,10 +583,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     todo = [] if cfg.merge else [t for t in mine if not is_finished(cfg.out, t, fe.hash(), cfg.retry_transient)]
     summary = {"planned_shards": len(tasks), "job_shards": len(mine), "skipped_finished": len(mine) - len(todo),
                "written_shards": 0, "ingested": 0, "failed": 0, "hours": 0.0}
-    bar = None
-    if cfg.progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=sum(len(t.items) for t in todo), desc=f"ingest {source.dataset}", unit="clip")
+    bar = ClipProgress(sum(len(t.items) for t in todo), f"ingest {source.dataset}", cfg.progress and bool(todo))
 
     def done(r: dict) -> None:
         summary["written_shards"] += 1
@@ -590,9 +596,8 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     workers: dict[str, dict] = {}
     commons = {t.name: {**common, "split": t.split, **getattr(source, "shard_common", lambda s: {})(t.split)}
                for t in todo}
-    def progress(n: int) -> None:  # items of a group written (done or failed)
-        if bar is not None:
-            bar.update(n)
+    def progress(n: int, reused: int) -> None:  # items of a group written (done or failed); decoded ones are shown
+        bar.reused(reused)
         if on_items:
             on_items(n)
 
@@ -602,18 +607,18 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
         before = torch.get_num_threads()
         torch.set_num_threads(threads)  # this process decodes; the caller's setting comes back afterwards
         try:
-            groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
+            groups = _groups(source, todo, cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe, bar.item)))
             _write_groups(groups, cfg, commons, 0, done, progress, workers)
         finally:
             torch.set_num_threads(before)
     else:
         # Workers decode groups of items, whatever shard they belong to; this process writes them in key
         # order, so every worker stays busy on a one-shard folder and the bytes do not depend on --workers.
-        with _pool_context().Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe)) as pool:
+        ctx = _pool_context()
+        with ctx.Pool(cfg.workers, initializer=_worker_init, initargs=(source, cfg, fe, bar.share(ctx))) as pool:
             groups = _groups(source, todo, cfg, fe, lambda items: pool.apply_async(_decode_in_worker, (items,)))
-            _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress, workers)
-    if bar is not None:
-        bar.close()
+            _write_groups(groups, cfg, commons, 4 * cfg.workers, done, progress, workers, bar.wait)
+    bar.close()
     manifests = {}
     if cfg.num_jobs == 1 or cfg.merge:
         for split in sorted({t.split for t in tasks}):

@@ -9,8 +9,8 @@ from shards.cli import cli_main
 
 
 @cli_main("python -m models")
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m models") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("summary", help="params, multiply-adds and output shapes of every encoder")

@@ -11,8 +11,8 @@ from .verify import verify_dir
 
 
 @cli_main("python -m shards")
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m shards", description="melstream shard directories")
+def main(argv: list[str] | None = None, prog: str = "python -m shards") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description="melstream shard directories")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("inspect", help="summary: frontend, counts, hours, bytes per clip, labels").add_argument("dir")
     v = sub.add_parser("verify", help="re-hash and decode every sample; non-zero exit on any problem")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'OK' if rep.ok else 'FAILED'}: {rep.shards} shards, {rep.samples} samples, {len(rep.problems)} problems")
             return 0 if rep.ok else 1
         if a.cmd == "merge":
-            m = build_manifest(a.dir, command=["python", "-m", "shards", *(argv if argv is not None else sys.argv[1:])])
+            m = build_manifest(a.dir, command=[*prog.split(), *(argv if argv is not None else sys.argv[1:])])
             print(f"merged {m['totals']['shards']} shards, {m['totals']['clips']} clips into {a.dir}/manifest.json")
             return 0
     except ManifestError as e:

@@ -8,7 +8,10 @@ wrong-typed flag, a bug).  ``MELSTREAM_DEBUG=1`` re-raises instead, for the full
 Every package may use this module (``shards`` imports nothing else of ours)::
 
     @cli_main("python -m ingest")
-    def main(argv=None) -> int: ...
+    def main(argv=None, prog="python -m ingest") -> int: ...
+
+A ``prog=`` keyword (``melstream ingest`` calls ``main(argv, prog="melstream ingest")``) names the
+command in its error lines instead of ``what``.
 """
 from __future__ import annotations
 
@@ -77,7 +80,7 @@ def cli_main(what: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     def deco(fn: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(fn)
         def wrapper(argv: list[str] | None = None, **kwargs: Any) -> int:
-            return run_main(fn, argv, what, **kwargs)
+            return run_main(fn, argv, kwargs.get("prog") or what, **kwargs)  # a `prog=` names the command
 
         wrapper.unwrapped = fn  # type: ignore[attr-defined]
         return wrapper

@@ -96,9 +96,9 @@ def parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def build_parser(methods: list[str], encoders: list[str]) -> argparse.ArgumentParser:
+def build_parser(methods: list[str], encoders: list[str], prog: str = "train/pretrain.py") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="train/pretrain.py",
+        prog=prog,
         description="Self-supervised pretraining on melstream shards. "
                     f"Methods: {', '.join(methods)}. Encoders: {', '.join(encoders)}.",
     )
@@ -141,8 +141,8 @@ def read_yaml(path: str) -> Any:
         raise SystemExit(f"error: {where}: invalid YAML ({what})") from None
 
 
-def load_config(argv: list[str] | None, methods: list[str], encoders: list[str]) -> TrainConfig:
-    ap = build_parser(methods, encoders)
+def load_config(argv: list[str] | None, methods: list[str], encoders: list[str], prog: str = "train/pretrain.py") -> TrainConfig:
+    ap = build_parser(methods, encoders, prog)
     a = ap.parse_args(argv)
     data: dict[str, Any] = {}
     from_cli: set[str] = set()

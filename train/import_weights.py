@@ -23,10 +23,10 @@ from .export import import_weights
 
 
 @cli_main("python -m train.import_weights")
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m train.import_weights") -> int:
     from shards.frontend import PRESETS, get_preset
 
-    ap = argparse.ArgumentParser(prog="python -m train.import_weights", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, choices=sorted(ENCODERS))
     ap.add_argument("--encoder-arg", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--weights", required=True, help=".pth (plain tensors, loaded with weights_only=True) or .safetensors")

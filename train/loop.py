@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from shards.atomic import atomic_write_bytes
+from shards.progress import progress_bar, progress_enabled
 
 from .budget import TimeBudget
 from .checkpoint import load_newest, save_checkpoint
@@ -427,9 +428,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     (``ctx``: the run's ``frontend`` and ``input_norm``); ``eval/pretrain.py`` plugs the online probe in."""
     run = setup(cfg)
     cfg, acc = run.cfg, run.acc
-    if acc.is_main_process and (sys.stderr.isatty() or os.environ.get("MELSTREAM_PROGRESS") == "1"):
-        from tqdm import tqdm
-        run.bar = tqdm(total=cfg.steps, initial=run.step, desc=f"{cfg.method}/{run.enc_name}", unit="step")
+    if progress_enabled(main_process=acc.is_main_process):  # a tty, or MELSTREAM_PROGRESS=1 (shards/progress.py)
+        run.bar = progress_bar(cfg.steps, f"{cfg.method}/{run.enc_name}", "step", initial=run.step)
     t_last, n_last = time.perf_counter(), 0
     run.objective.train()
     while run.step < cfg.steps:
@@ -447,6 +447,8 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
                 run.unwrapped.set_total_steps(cfg.steps)  # and the objective's own schedules (e.g. m2d's EMA ramp)
                 if acc.is_main_process:
                     run.budget.save_plan(cfg.out, run.step)
+                if run.bar is not None:  # the ETA follows the new plan
+                    run.bar.total = cfg.steps
             if run.bar is not None:
                 run.bar.update(1)
             if run.step % cfg.log_every == 0 or run.step == cfg.steps or stop:

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""``accelerate launch train/pretrain.py --method temporal_gap [...]`` (or plain ``python``).
+"""``accelerate launch train/pretrain.py --method temporal_gap [...]`` (or plain ``python``); the same
+code runs as ``python -m train`` / ``accelerate launch -m train`` (``train/__main__.py``) and as
+``melstream train`` (``melstream/cli.py``, with the online probe plugged in).
 
 The composition root: wires shards -> pipeline -> models through :func:`train.loop.train`.  The
 trainer takes callbacks (``probe(encoder, ctx) -> metrics``) but knows no ``eval`` code: with
@@ -12,7 +14,8 @@ import os
 import sys
 from typing import Any, Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a script from a checkout: make its packages importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import cli_main  # noqa: E402 - after the path fix-up above
 
@@ -20,15 +23,16 @@ ProbeFactory = Callable[[str, str, str], Callable[[Any, dict], dict]]
 
 
 @cli_main("train/pretrain.py")
-def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = None) -> int:
-    """Parse the flags and train; ``probe_factory(task, data_root, cache_dir)`` makes the online probe."""
+def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = None, prog: str = "train/pretrain.py") -> int:
+    """Parse the flags and train; ``probe_factory(task, data_root, cache_dir)`` makes the online probe;
+    ``prog`` names the command in ``--help`` and in error lines."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from models import ENCODERS
     from models.objectives import OBJECTIVES
     from train.config import load_config
     from train.loop import NonFiniteLoss, train
 
-    cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
+    cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS), prog)
     probe = None
     if cfg.probe_every:
         if probe_factory is None:
@@ -64,6 +68,13 @@ def _exit_now(rc: int) -> None:
 
 def run_cli(main_fn: Callable[[], int]) -> None:
     """The process around ``main_fn``: stack dumps on SIGUSR1, MELSTREAM_HANG_DUMP_S, exit code."""
+    install_debug_hooks()
+    sys.exit(main_fn())
+
+
+def install_debug_hooks() -> None:
+    """``kill -USR1 <pid>`` dumps every thread's stack; ``MELSTREAM_HANG_DUMP_S=N`` dumps them and exits 1
+    after N seconds (a job that must be over by then)."""
     import faulthandler
     import signal
 
@@ -78,7 +89,6 @@ def run_cli(main_fn: Callable[[], int]) -> None:
         except ValueError:
             sys.exit(f"error: MELSTREAM_HANG_DUMP_S={hang!r} must be a positive number of seconds")
         faulthandler.dump_traceback_later(seconds, exit=True)
-    sys.exit(main_fn())
 
 
 if __name__ == "__main__":
