@@ -16,8 +16,7 @@ import site
 import subprocess
 import sys
 
-from conftest import ROOT
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 300  # seconds per command, far above the few seconds each takes: a hung command fails the test
 
 
@@ -58,7 +57,9 @@ def test_wheel_installs_and_trains_outside_the_checkout(demo_small, tmp_path):
     py = os.path.join(venv, "bin", "python")
     _run([_uv(), "pip", "install", "--python", py, "--no-deps", wheels[0]], str(tmp_path), env)
     purelib = os.path.join(venv, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}", "site-packages")
-    assert os.path.isdir(os.path.join(purelib, "melstream")) and os.path.isfile(os.path.join(venv, "bin", "melstream"))
+    assert os.path.isdir(os.path.join(purelib, "melstream")) and not os.path.exists(os.path.join(purelib, "tests"))
+    for script in ("melstream", "melstream-ingest", "melstream-shards", "melstream-eval"):  # the old names stay
+        assert os.path.isfile(os.path.join(venv, "bin", script)), script
     with open(os.path.join(purelib, "_checkout_deps.pth"), "w") as f:  # the dependencies, not the checkout
         f.write("\n".join(site.getsitepackages()) + "\n")
 

@@ -78,6 +78,10 @@ def install_debug_hooks() -> None:
     import faulthandler
     import signal
 
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # stderr is no file (captured in-process): nothing to dump to
+        return
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` prints every thread's stack: where is a rank stuck?
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     hang = os.environ.get("MELSTREAM_HANG_DUMP_S")
