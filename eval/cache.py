@@ -156,7 +156,7 @@ def ensure_mels(td: TaskData, fe: FrontendConfig, cache_dir: str, max_seconds: O
     split_dir = os.path.join(out, MEL_SPLIT)
     with entry_lock(cache_dir, out, "log-mel cache entry"):
         for attempt in range(3):  # a bad manifest, then shards that do not match their records
-            if os.path.isfile(os.path.join(split_dir, MANIFEST)):
+            if os.path.lexists(os.path.join(split_dir, MANIFEST)):
                 bad = check_mels(split_dir, fe.hash())
                 if not bad:
                     return [split_dir]
