@@ -139,7 +139,7 @@ def discard_mels(split_dir: str, bad: list[CacheCorrupt]) -> None:
     remove_quietly(os.path.join(split_dir, FAILURES))
     for e in bad:
         name = os.path.basename(e.path)
-        if os.path.dirname(e.path) == split_dir and name != MANIFEST:
+        if os.path.dirname(os.path.abspath(e.path)) == os.path.abspath(split_dir) and name != MANIFEST:
             remove_quietly(e.path)
             remove_quietly(os.path.join(split_dir, PARTS_DIR, name + ".json"))
 

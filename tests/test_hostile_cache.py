@@ -159,9 +159,9 @@ def test_corrupt_chunk_in_the_mel_cache_is_named_and_rebuilt(cache_copy, tmp_pat
     assert matches_manifest(shard) and scores(got) == scores(ref)
 
 
-def test_undecodable_mel_chunk_behind_a_consistent_manifest(cache_copy, tmp_path, caplog):
+def test_undecodable_mel_chunk_behind_a_consistent_manifest(cache_copy, tmp_path, caplog, monkeypatch):
     """A chunk that was bad when written (its hash recorded after the damage): decoding names it, the shard
-    is discarded and rebuilt in the same run."""
+    is discarded and rebuilt in the same run (with a relative --cache-dir, like the default one)."""
     data, cache, ref = cache_copy
     shutil.rmtree(os.path.join(cache, "emb"))
     shard = mel_shards(cache)[0]
@@ -178,8 +178,10 @@ def test_undecodable_mel_chunk_behind_a_consistent_manifest(cache_copy, tmp_path
         with open(p, "w") as f:
             json.dump(rec, f)
     caplog.set_level(logging.WARNING)
-    got = eval_run(data, cache, str(tmp_path / "rep"))
-    assert any("zstd" in m or "unreadable" in m for m in warned_about(caplog, shard)), caplog.text
+    monkeypatch.chdir(os.path.dirname(cache))
+    got = eval_run(data, os.path.basename(cache), str(tmp_path / "rep"))
+    rel = os.path.relpath(shard, os.path.dirname(cache))
+    assert any("zstd" in m or "unreadable" in m for m in warned_about(caplog, rel)), caplog.text
     assert C.sha256_file(shard) != new_sha and matches_manifest(shard)
     assert scores(got) == scores(ref)
 
