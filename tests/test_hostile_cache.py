@@ -246,6 +246,9 @@ def test_decode_to_mels_takes_a_frontend_that_is_no_preset(tmp_path):
     fe = dataclasses.replace(get_preset("byol_a"), name="my_own", n_mels=48)
     clips = [C.Clip(key=f"k{i}", path=wav(str(tmp_path / f"{i}.wav"), 0.5, 400 + 100 * i), labels=("x",))
              for i in range(3)]
+    with pytest.raises(ValueError, match="--workers 100000"):
+        decode_to_mels(C.TaskSource("t", clips), str(tmp_path / "out"), fe, workers=100000)
+    assert not (tmp_path / "out").exists()
     summary = decode_to_mels(C.TaskSource("t", clips), str(tmp_path / "out"), fe, progress=False, shard_size="2")
     m = read_manifest(str(tmp_path / "out" / "all"))
     assert summary["ingested"] == 3 and m["totals"]["shards"] == 2
