@@ -4,18 +4,20 @@ Layout under ``--cache-dir`` (default ``$MELSTREAM_EVAL_CACHE`` or ``data/eval_c
 
     mels/<task>/<fingerprint>-<frontend name>-<frontend hash>/all/      melstream shards + manifest.json
     emb/<model hash>/<task>/<fingerprint>-<window>/<kind>/             embedding shards + manifest.json
+    locks/<mels or emb>/<...entry path...>/.melstream.lock              one writer per entry
 
 * ``fingerprint`` hashes the task's clip list (root, protocol, keys, labels, splits, folds), so two
   ``folder`` tasks on different data never share a cache entry and a ``--limit`` run is its own entry.
-* Log-mels are written by the ingest machinery (``ingest.engine.plan`` / ``write_shard`` /
-  ``shards.build_manifest``) through the **model's** frontend (``encoder.json``), never another one;
-  an interrupted run resumes shard by shard.
+* Log-mels are written by :func:`ingest.decode_to_mels` through the **model's** frontend
+  (``encoder.json``), never another one; an interrupted run resumes shard by shard.
 * Embedding shards hold per clip ``<key>.emb.npy`` (float32 ``[windows, dim]``, plain ``.npy`` so
   ``webdataset``'s default decoder reads it) and ``<key>.json`` (labels, split, fold); the manifest
   follows the shard manifest conventions (``format``, ``format_version``, ``shards`` with sample counts,
   bytes and sha256, ``totals``, ``labels``, ``tool``, ``command``, ``created``) with
   ``format = "melstream-embeddings"`` and the model hash, task, protocol and window.  A kind is
   complete when its ``manifest.json`` exists (written last, atomically).
+* Every entry is checked against its manifest before use and rebuilt where it does not match
+  (``eval/cache_check.py``; docs/evaluation.md "Caches").
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tarfile
 import time
@@ -33,16 +36,23 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+import shards
+from ingest import Item, SkipItem, decode_to_mels
+from ingest.decode import decode_audio
 from shards.atomic import atomic_write_json
+from shards.format import FAILURES, MANIFEST, PARTS_DIR, check_shard_name
 from shards.frontend import FrontendConfig
+from shards.reader import MAX_JSON_BYTES, MAX_MEMBER_BYTES
 from shards.writer import sha256_file
 
+from .cache_check import CacheCorrupt, check_file, entry_lock, read_json_bounded, remove_quietly
 from .tasks.base import Clip, TaskData
 
 log = logging.getLogger("melstream.eval")
 
 EMB_FORMAT = "melstream-embeddings"
 EMB_FORMAT_VERSION = 1
+MEL_SPLIT = "all"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -72,21 +82,16 @@ class TaskSource:
     clips: list[Clip]
     max_seconds: Optional[float] = None
 
-    def items(self):
-        from ingest.engine import Item
-
+    def items(self) -> list[Item]:
         out = []
         for c in self.clips:
             end = (c.start or 0.0) + c.duration if c.duration is not None else None
-            out.append(Item(key=c.key, source_id=c.path, origin=c.path, split="all", labels=list(c.labels),
+            out.append(Item(key=c.key, source_id=c.path, origin=c.path, split=MEL_SPLIT, labels=list(c.labels),
                             start=c.start if c.duration is not None else None, end=end,
                             extra={"eval_split": c.split, "fold": c.fold}))
         return out
 
-    def load(self, item, sample_rate: int) -> np.ndarray:
-        from ingest.decode import decode_audio
-        from ingest.engine import SkipItem
-
+    def load(self, item: Item, sample_rate: int) -> np.ndarray:
         if not os.path.isfile(item.origin):
             raise SkipItem("missing", f"no file {item.origin}")
         if item.end is not None:
@@ -94,77 +99,113 @@ class TaskSource:
         return decode_audio(item.origin, sample_rate, duration=self.max_seconds)
 
 
-def _run_shard(args: tuple) -> dict:
-    from ingest.engine import write_shard
+def mel_entry(cache_dir: str, td: TaskData, fe: FrontendConfig) -> str:
+    """The log-mel cache entry of ``td`` through ``fe`` (its shards are in ``<entry>/all/``)."""
+    return os.path.join(cache_dir, "mels", td.name, f"{fingerprint(td)}-{slug(fe.name)}-{fe.hash()}")
 
-    source, task, cfg, fe, common = args
-    rec = write_shard(source, task, cfg, fe, common)
-    return {"samples": rec["samples"], "failed": len(rec["failures"])}
+
+def check_mels(split_dir: str, frontend_hash: str) -> list[CacheCorrupt]:
+    """What in a log-mel cache dir does not match its manifest (``[]``: all of it does)."""
+    mp = os.path.join(split_dir, MANIFEST)
+    try:
+        m = shards.validate_manifest(read_json_bounded(mp), mp)
+    except CacheCorrupt as e:
+        return [e]
+    except shards.ManifestError as e:
+        return [CacheCorrupt(mp, str(e).removeprefix(mp + ": "))]
+    if m.get("frontend_hash") != frontend_hash:
+        return [CacheCorrupt(mp, f"frontend hash {m.get('frontend_hash')!r}, expected {frontend_hash!r}")]
+    bad: list[CacheCorrupt] = []
+    for s in m["shards"]:
+        path = os.path.join(split_dir, s["name"])
+        try:
+            check_file(path, s)
+            n = sum(1 for _ in shards.iter_tar_index(path))
+            if n != s["samples"]:
+                raise CacheCorrupt(path, f"{n} samples, manifest says {s['samples']}")
+        except CacheCorrupt as e:
+            bad.append(e)
+        except (tarfile.TarError, OSError, ValueError) as e:
+            bad.append(CacheCorrupt(path, f"unreadable tar ({e})"))
+    total = sum(s["samples"] for s in m["shards"])
+    if not bad and (m.get("totals") or {}).get("clips") != total:
+        bad.append(CacheCorrupt(mp, f"totals say {(m.get('totals') or {}).get('clips')} clips, shards hold {total}"))
+    return bad
+
+
+def discard_mels(split_dir: str, bad: list[CacheCorrupt]) -> None:
+    """Remove the manifest and every bad shard (with its ``.parts`` record) so that ingest redoes them."""
+    remove_quietly(os.path.join(split_dir, MANIFEST))
+    remove_quietly(os.path.join(split_dir, FAILURES))
+    for e in bad:
+        name = os.path.basename(e.path)
+        if os.path.dirname(os.path.abspath(e.path)) == os.path.abspath(split_dir) and name != MANIFEST:
+            remove_quietly(e.path)
+            remove_quietly(os.path.join(split_dir, PARTS_DIR, name + ".json"))
 
 
 def ensure_mels(td: TaskData, fe: FrontendConfig, cache_dir: str, max_seconds: Optional[float] = None,
                 workers: int = 1, progress: bool = True, per_shard: int = 500) -> list[str]:
-    """Shard dirs holding the log-mels of every clip of ``td`` through frontend ``fe`` (built if needed)."""
+    """Shard dirs holding the log-mels of every clip of ``td`` through frontend ``fe`` (built if needed).
+
+    A cached entry is checked against its manifest first; what does not match is named in a warning,
+    discarded and rebuilt.  One process at a time builds an entry; others wait for it."""
     if td.mel_dirs and td.mel_frontend_hash == fe.hash():
         return list(td.mel_dirs)
-    from ingest.engine import IngestConfig, _worker_init, is_finished, plan  # one worker set-up for both pools
-    from shards import build_manifest
+    out = mel_entry(cache_dir, td, fe)
+    split_dir = os.path.join(out, MEL_SPLIT)
+    with entry_lock(cache_dir, out, "log-mel cache entry"):
+        for attempt in range(3):  # a bad manifest, then shards that do not match their records
+            if os.path.lexists(os.path.join(split_dir, MANIFEST)):
+                bad = check_mels(split_dir, fe.hash())
+                if not bad:
+                    return [split_dir]
+                if attempt == 2:
+                    raise bad[0]
+                for e in bad:
+                    log.warning("log-mel cache: %s; discarded, rebuilding it", e)
+                discard_mels(split_dir, bad)
+            _build_mels(td, fe, out, max_seconds, workers, progress, per_shard)
+    raise CacheCorrupt(split_dir, "could not be rebuilt")  # pragma: no cover - the loop returns or raises
 
-    out = os.path.join(cache_dir, "mels", td.name, f"{fingerprint(td)}-{slug(fe.name)}-{fe.hash()}")
-    split_dir = os.path.join(out, "all")
-    if os.path.isfile(os.path.join(split_dir, "manifest.json")):
-        return [split_dir]
+
+def _build_mels(td: TaskData, fe: FrontendConfig, out: str, max_seconds: Optional[float], workers: int,
+                progress: bool, per_shard: int) -> None:
     missing = [c.path for c in td.clips if not os.path.isfile(c.path)]
     if missing:
         raise FileNotFoundError(f"{td.name}: {len(missing)} audio files are missing, e.g. {missing[0]}")
-    source = TaskSource(td.name, td.clips, max_seconds)
-    cfg = IngestConfig(out=out, preset=fe.name, level=3, progress=progress)
-    tasks = plan(source.items(), td.name, per_shard)
-    todo = [t for t in tasks if not is_finished(out, t, fe.hash(), True)]
-    common = {"dataset": td.name, "frontend": fe.to_dict(), "frontend_hash": fe.hash(), "split": "all"}
-    args = [(source, t, cfg, fe, common) for t in todo]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=sum(len(t.items) for t in todo), desc=f"log-mels {td.name}", unit="clip", leave=False)
-    failed = 0
-
-    def done(r: dict) -> None:
-        nonlocal failed
-        failed += r["failed"]
-        if bar is not None:
-            bar.update(r["samples"] + r["failed"])
-
-    if workers <= 1 or len(args) <= 1:
-        for a in args:
-            done(_run_shard(a))
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(workers, len(args)), initializer=_worker_init) as pool:
-            for r in pool.imap_unordered(_run_shard, args):
-                done(r)
-    if bar is not None:
-        bar.close()
-    m = build_manifest(split_dir, command=["python", "-m", "eval", "(task log-mels)", td.name],
-                       extra={"eval": {"task": td.name, "protocol": td.protocol, "fingerprint": fingerprint(td)}})
-    if m["failures"]["count"]:
-        log.warning("%s: %d clips could not be decoded (%s); they are left out", td.name, m["failures"]["count"],
-                    m["failures"]["by_reason"])
-    return [split_dir]
+    summary = decode_to_mels(TaskSource(td.name, td.clips, max_seconds), out, fe, workers=workers, progress=progress,
+                             shard_size=str(per_shard), level=3,
+                             command=["python", "-m", "eval", "(task log-mels)", td.name],
+                             extra_manifest={"eval": {"task": td.name, "protocol": td.protocol,
+                                                      "fingerprint": fingerprint(td)}})
+    failed = summary["failures_by_reason"].get(MEL_SPLIT, {})
+    if failed:
+        log.warning("%s: %d clips could not be decoded (%s); they are left out", td.name, sum(failed.values()), failed)
 
 
 def iter_mels(dirs: list[str], keys: Optional[set] = None) -> Iterator[tuple[str, np.ndarray]]:
-    """``(key, log-mel [F, T])`` of the samples in ``dirs`` (only ``keys`` when given)."""
-    import shards
-
+    """``(key, log-mel [F, T])`` of the samples in ``dirs`` (only ``keys`` when given); a shard that
+    cannot be read or decoded is a :class:`CacheCorrupt` naming it."""
     for d in dirs:
-        for p in shards.shard_paths(d):
-            for key, members in shards.iter_tar_samples(p):
-                if keys is not None and key not in keys:
-                    continue
-                mel, _ = shards.decode_members(key, members)
-                yield key, mel
+        mp = os.path.join(d, MANIFEST)
+        try:
+            m = shards.validate_manifest(read_json_bounded(mp), mp)
+        except shards.ManifestError as e:
+            raise CacheCorrupt(mp, str(e).removeprefix(mp + ": ")) from None
+        n_mels = m["frontend"]["n_mels"]
+        for s in m["shards"]:
+            path = os.path.join(d, s["name"])
+            try:
+                for key, members in shards.iter_tar_samples(path):
+                    if keys is not None and key not in keys:
+                        continue
+                    mel, _ = shards.decode_members(key, members)
+                    if mel.shape[0] != n_mels:
+                        raise ValueError(f"sample {key}: {mel.shape[0]} mel bands, the manifest says {n_mels}")
+                    yield key, mel
+            except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+                raise CacheCorrupt(path, f"unreadable ({e})") from None
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -203,6 +244,8 @@ class EmbeddingWriter:
         self._tar.close()
         name = self._name(len(self.shards))
         path = os.path.join(self.out_dir, name)
+        with open(self._tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(self._tmp, path)
         self.shards.append({"name": name, "samples": self._n, "bytes": os.path.getsize(path), "sha256": sha256_file(path)})
         self._tar = None
@@ -245,20 +288,75 @@ class EmbeddingWriter:
                 os.unlink(self._tmp)
 
 
-def read_embeddings(kind_dir: str) -> dict[str, np.ndarray]:
-    """``key -> float32 [windows, dim]`` of a complete embedding cache kind (manifest order)."""
-    from shards.format import check_shard_name
+def read_emb_manifest(kind_dir: str) -> dict[str, Any]:
+    """The checked manifest of an embedding cache kind (size-bounded read; fields the reader trusts)."""
+    mp = os.path.join(kind_dir, MANIFEST)
+    m = read_json_bounded(mp)
+    if not isinstance(m, dict) or m.get("format") != EMB_FORMAT or m.get("format_version") != EMB_FORMAT_VERSION:
+        raise CacheCorrupt(mp, "not a melstream embedding cache manifest")
+    sh, dim, totals = m.get("shards"), m.get("dim"), m.get("totals")
+    if not isinstance(sh, list) or not isinstance(dim, int) or dim < 1 or not isinstance(totals, dict):
+        raise CacheCorrupt(mp, "no shard list, dim or totals")
+    for s in sh:
+        try:
+            check_shard_name(s.get("name") if isinstance(s, dict) else None)
+        except ValueError as e:
+            raise CacheCorrupt(mp, str(e)) from None
+        if not isinstance(s.get("samples"), int) or s["samples"] < 0:
+            raise CacheCorrupt(mp, f"bad sample count for {s['name']}")
+    if totals.get("clips") != sum(s["samples"] for s in sh):
+        raise CacheCorrupt(mp, f"totals say {totals.get('clips')} clips, the shards {sum(s['samples'] for s in sh)}")
+    return m
 
-    with open(os.path.join(kind_dir, "manifest.json")) as f:
-        m = json.load(f)
-    if m.get("format") != EMB_FORMAT or m.get("format_version") != EMB_FORMAT_VERSION:
-        raise ValueError(f"{kind_dir}: not a melstream embedding cache")
+
+def _read_emb_shard(path: str, dim: int, out: dict[str, np.ndarray]) -> int:
+    """Add the embeddings of one shard to ``out``, checking members, shapes and keys; the clip count."""
+    metas: dict[str, dict] = {}
+    n = 0
+    with tarfile.open(path, "r:") as tar:
+        for ti in tar:
+            key, _, ext = ti.name.partition(".")
+            limit = MAX_JSON_BYTES if ext == "json" else MAX_MEMBER_BYTES
+            if not ti.isfile() or ext not in ("json", "emb.npy") or ti.size > limit:
+                raise ValueError(f"unexpected member {ti.name!r} ({ti.size} bytes)")
+            data = tar.extractfile(ti).read()  # type: ignore[union-attr]
+            if ext == "json":
+                metas[key] = json.loads(data)
+                if not isinstance(metas[key], dict):
+                    raise ValueError(f"sample {key}: JSON is not an object")
+                continue
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+            meta = metas.pop(key, None)
+            if meta is None or key in out:
+                raise ValueError(f"sample {key}: no JSON before its embedding, or a key seen twice")
+            if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != dim:
+                raise ValueError(f"sample {key}: embedding {arr.dtype} {arr.shape}, expected float32 [windows, {dim}]")
+            if (meta.get("windows"), meta.get("dim")) != arr.shape or not np.isfinite(arr).all():
+                raise ValueError(f"sample {key}: JSON says {meta.get('windows')}x{meta.get('dim')}, array is "
+                                 f"{arr.shape} (or non-finite)")
+            out[key] = arr
+            n += 1
+    if metas:
+        raise ValueError(f"samples without an embedding: {sorted(metas)[:3]}")
+    return n
+
+
+def read_embeddings(kind_dir: str) -> dict[str, np.ndarray]:
+    """``key -> float32 [windows, dim]`` of a complete embedding cache kind (manifest order).
+
+    Every shard is checked against the manifest (size, sha256, sample count) and every array against
+    its JSON and the manifest's ``dim``; a mismatch is a :class:`CacheCorrupt` naming the file."""
+    m = read_emb_manifest(kind_dir)
     out: dict[str, np.ndarray] = {}
     for s in m["shards"]:
-        with tarfile.open(os.path.join(kind_dir, check_shard_name(s["name"]))) as tar:
-            for ti in tar:
-                if ti.name.endswith(".emb.npy"):
-                    out[ti.name[: -len(".emb.npy")]] = np.load(io.BytesIO(tar.extractfile(ti).read()), allow_pickle=False)
+        path = os.path.join(kind_dir, s["name"])
+        check_file(path, s)
+        try:
+            n = _read_emb_shard(path, m["dim"], out)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            raise CacheCorrupt(path, f"unreadable ({e})") from None
+        if n != s["samples"]:
+            raise CacheCorrupt(path, f"{n} clips, manifest says {s['samples']}")
     return out
 
 
@@ -269,4 +367,15 @@ def emb_dir(cache_dir: str, model_hash: str, td: TaskData, window_slug: str) -> 
 def complete_kinds(d: str) -> list[str]:
     if not os.path.isdir(d):
         return []
-    return sorted(k for k in os.listdir(d) if os.path.isfile(os.path.join(d, k, "manifest.json")))
+    return sorted(k for k in os.listdir(d) if os.path.isfile(os.path.join(d, k, MANIFEST)))
+
+
+def discard_embeddings(d: str) -> None:
+    """Remove every kind of embedding cache entry ``d`` (manifests first: a half-removed kind is incomplete)."""
+    if not os.path.isdir(d):
+        return
+    kinds = [k for k in os.listdir(d) if os.path.isdir(os.path.join(d, k))]
+    for k in kinds:
+        remove_quietly(os.path.join(d, k, MANIFEST))
+    for k in kinds:
+        shutil.rmtree(os.path.join(d, k), ignore_errors=True)

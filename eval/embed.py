@@ -30,7 +30,8 @@ from shards.progress import progress_bar, show_status
 from shards.rundir import META, WEIGHTS
 from shards.writer import file_digest
 
-from .cache import EmbeddingWriter, complete_kinds, emb_dir, iter_mels, read_embeddings
+from .cache import EmbeddingWriter, complete_kinds, discard_embeddings, discard_mels, emb_dir, iter_mels, read_embeddings
+from .cache_check import CacheCorrupt, entry_lock
 from .tasks.base import TaskData, Window
 
 log = logging.getLogger("melstream.eval")
@@ -304,18 +305,50 @@ def compute_embeddings(model: FrozenModel, td: TaskData, mel_dirs: list[str], wi
         wr.close(extra)
 
 
+def _compute_with_mel_retry(model: FrozenModel, td: TaskData, mel_dirs_fn, window: Window, d: str, cache_dir: str,
+                            blocks: bool, batch_size: int, progress: bool) -> None:
+    """:func:`compute_embeddings`; a log-mel cache shard that fails to decode is discarded and rebuilt once
+    (shards outside the cache, such as the demo's, are only named)."""
+    mel_root = os.path.join(os.path.abspath(cache_dir), "mels") + os.sep
+    for attempt in range(2):
+        try:
+            compute_embeddings(model, td, mel_dirs_fn(), window, d, blocks=blocks, batch_size=batch_size,
+                               progress=progress)
+            return
+        except CacheCorrupt as e:
+            if attempt or not os.path.abspath(e.path).startswith(mel_root):
+                raise
+            log.warning("log-mel cache: %s; discarded, rebuilding it", e)
+            split_dir = os.path.dirname(os.path.abspath(e.path))
+            with entry_lock(cache_dir, os.path.dirname(split_dir), "log-mel cache entry"):
+                discard_mels(split_dir, [e])
+
+
 def get_embeddings(model: FrozenModel, td: TaskData, mel_dirs_fn, window: Window, cache_dir: str,
                    blocks: bool = False, batch_size: int = 64, progress: bool = True,
                    kinds: Optional[list[str]] = None) -> TaskEmbeddings:
-    """Cached embeddings of ``td`` for ``model`` (computed on a miss); ``mel_dirs_fn()`` gives the log-mels."""
+    """Cached embeddings of ``td`` for ``model`` (computed on a miss); ``mel_dirs_fn()`` gives the log-mels.
+
+    The entry is checked against its manifests as it is read; a file that does not match is named in a
+    warning and the entry is rebuilt.  One process at a time builds or reads an entry; others wait."""
     d = emb_dir(cache_dir, model.model_hash(), td, window.embed_slug())
-    have = complete_kinds(d)
-    need_blocks = blocks and not any(k.startswith("block") for k in have)
-    if "clip" not in have or need_blocks:
-        compute_embeddings(model, td, mel_dirs_fn(), window, d, blocks=blocks, batch_size=batch_size, progress=progress)
-        have = complete_kinds(d)
-    want = [k for k in have if kinds is None or k in kinds or (blocks and k.startswith("block"))]
-    loaded = {k: read_embeddings(os.path.join(d, k)) for k in want}
+    with entry_lock(cache_dir, d, "embedding cache entry"):
+        for attempt in range(2):
+            have = complete_kinds(d)
+            if "clip" not in have or (blocks and not any(k.startswith("block") for k in have)):
+                discard_embeddings(d)  # kinds of an older or interrupted run
+                log.info("embedding %s [%s] into %s", td.name, model.name, d)
+                _compute_with_mel_retry(model, td, mel_dirs_fn, window, d, cache_dir, blocks, batch_size, progress)
+                have = complete_kinds(d)
+            want = [k for k in have if kinds is None or k in kinds or (blocks and k.startswith("block"))]
+            try:
+                loaded = {k: read_embeddings(os.path.join(d, k)) for k in want}
+                break
+            except CacheCorrupt as e:
+                if attempt:
+                    raise
+                log.warning("embedding cache: %s; discarded the entry, rebuilding it", e)
+                discard_embeddings(d)
     keys = [c.key for c in td.clips if all(c.key in loaded[k] for k in want)]
     if len(keys) < len(td.clips):
         log.warning("%s: %d of %d clips have no embedding (undecodable audio) and are left out",

@@ -163,7 +163,8 @@ def evaluate(models: list[ModelEntry], o: RunOptions, results: Optional[dict] = 
         mel_cache: dict[str, list[str]] = {}
 
         def mels(fe: FrontendConfig) -> list[str]:
-            if fe.hash() not in mel_cache:
+            have = mel_cache.get(fe.hash())
+            if have is None or not all(os.path.isfile(os.path.join(d, "manifest.json")) for d in have):
                 mel_cache[fe.hash()] = ensure_mels(td, fe, o.cache_dir, spec.max_seconds, o.workers, o.progress)
             return mel_cache[fe.hash()]
 

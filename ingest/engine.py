@@ -559,13 +559,13 @@ def _decode_in_worker(items: list[Item]) -> tuple[int, float, list]:
 def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = None,
                extra_manifest: dict[str, Any] | Callable[[str], dict[str, Any] | None] | None = None,
                on_done: Callable[[dict], None] | None = None,
-               on_items: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_items: Callable[[int], None] | None = None, frontend: FrontendConfig | None = None) -> dict[str, Any]:
     """Ingest ``source`` into ``cfg.out/<split>/``; returns a summary dict (also logged).
 
     ``extra_manifest`` is merged into each split's manifest; a callable is called with the split
-    name after the shards are written (so it can report on them).
+    name after the shards are written (so it can report on them).  ``frontend`` replaces ``cfg.preset``.
     """
-    fe = get_preset(cfg.preset)
+    fe = frontend if frontend is not None else get_preset(cfg.preset)
     if not (0 <= cfg.job_index < cfg.num_jobs):
         raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
     if cfg.segment_seconds < 0:
