@@ -58,14 +58,17 @@ def shard_limits(spec: str) -> tuple[int | None, float | None]:
         if p.lstrip("+-").isdigit():
             if count is not None:
                 raise BoundError(usage)
-            count = parse_int(p, *SHARD_COUNT, flag=f"{flag} sample count")
+            try:
+                count = parse_int(p, *SHARD_COUNT)
+            except BoundError as e:
+                raise BoundError(f"{flag}: sample count {e}") from None
         else:
             if nbytes is not None:
                 raise BoundError(usage)
             try:
-                nbytes = float(parse_size(p, *SHARD_BYTES, flag=f"{flag} size"))
+                nbytes = float(parse_size(p, *SHARD_BYTES))
             except BoundError as e:
-                raise BoundError(usage if "expected a size" in str(e) else str(e)) from None
+                raise BoundError(usage if "expected a size" in str(e) else f"{flag}: size {e}") from None
     return count, nbytes
 
 
