@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             finalize = getattr(source, "finalize", None)
             if finalize is not None:  # e.g. the AudioSet ledger and missing lists, also after a job of an array
                 summary.update(finalize() or {})
-    except (ValueError, FileNotFoundError, LockHeld) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, LockHeld) as e:
         print(redact(f"error: {e}"), file=sys.stderr)
         return 2
     print(json.dumps(redact_obj(summary), indent=1))

@@ -46,6 +46,8 @@ def _take(path: str, what: str) -> DirLock:
 def out_lock(out: str, num_jobs: int = 1, job_index: int = 0, merge: bool = False) -> Iterator[None]:
     """Hold the lock of shard output directory ``out`` for this ingest (see the module docstring)."""
     out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out}: is not a folder")
     if num_jobs <= 1 or merge:
         lock = _take(out, f"shard directory {out}")
         try:

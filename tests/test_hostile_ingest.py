@@ -309,6 +309,15 @@ def test_row15_source_that_is_a_file(finished, tmp_path, capsys):
     rc, _, err = cli(ingest_main, _ingest(f, out), capsys)
     assert rc == 2
     assert_one_line(err, str(f), "is not a folder")
+    src, _ = finished
+    rc, _, err = cli(ingest_main, _ingest(src, f), capsys)  # --out that is a file
+    assert rc == 2
+    assert_one_line(err, f"--out {f}: is not a folder")
+    bad_csv = tmp_path / "labels.csv"
+    bad_csv.write_bytes(b"path,label\nc0.wav,\xff\xfe\n")
+    rc, _, err = cli(ingest_main, _ingest(src, out, "--labels", bad_csv), capsys)
+    assert rc == 2
+    assert_one_line(err, str(bad_csv), "not UTF-8")
     assert snapshot(out) == before
 
 

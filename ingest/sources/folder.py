@@ -63,7 +63,7 @@ def read_label_csv(path: str, root: str, lines: dict[str, int] | None = None) ->
                 if lines is not None:
                     lines.setdefault(rel, n)
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: labels CSV is not UTF-8 text (byte {e.start} of a line near {n + 1})") from None
+        raise ValueError(f"{path}: labels CSV is not UTF-8 text ({e.reason} near row {n + 1})") from None
     except csv.Error as e:
         raise ValueError(f"{path}:{n + 1}: labels CSV: {e}") from None
     return out
