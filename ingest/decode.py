@@ -20,6 +20,23 @@ AUDIO_EXTENSIONS = frozenset(
 class DecodeError(RuntimeError):
     """ffmpeg could not turn the input into audio; ``str(err)`` is a one-line reason."""
 
+    reason_class = "undecodable"
+
+
+class NoAudioStream(DecodeError):
+    """The input has no audio stream (a video without sound, an image): skipped as ``no_audio_stream``."""
+
+    reason_class = "no_audio_stream"
+
+
+def ffmpeg_error(stderr: bytes) -> DecodeError:
+    """The DecodeError for a failed ffmpeg call: its last error line, or :class:`NoAudioStream` when the
+    ``-map 0:a:0`` matched nothing (ffmpeg says "matches no streams ... add a trailing '?' to the map")."""
+    text = stderr.decode("utf-8", "replace")
+    if "matches no streams" in text:
+        return NoAudioStream("no audio stream (the file has no audio track)")
+    return DecodeError(_last_line(stderr))
+
 
 @lru_cache(maxsize=1)
 def resolve_ffmpeg() -> str:
@@ -102,7 +119,7 @@ def decode_audio(
     except subprocess.TimeoutExpired:
         raise DecodeError(f"ffmpeg timed out after {timeout} s") from None
     if proc.returncode != 0:
-        raise DecodeError(_last_line(proc.stderr))
+        raise ffmpeg_error(proc.stderr)
     return _checked(np.frombuffer(proc.stdout, dtype="<f4")).copy()
 
 

@@ -18,12 +18,20 @@ written as WAV files with a ``labels.csv`` and then ingested through the folder 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .decode import encode_wav
+
+
+def lfilter(b: Any, a: Any, x: np.ndarray) -> np.ndarray:
+    """``scipy.signal.lfilter``, imported on first use: every ``python -m ingest`` loads this module and
+    scipy.signal takes seconds to import; only the demo corpus needs it."""
+    from scipy.signal import lfilter as _lfilter
+
+    return _lfilter(b, a, x)
+
 
 SR = 16000
 FAMILIES = ("speech", "instrument", "noise", "impact")

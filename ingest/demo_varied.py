@@ -34,9 +34,8 @@ random features 0.70); labelled splits add
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
-from .demo import PITCH_CLASSES, SR, TEXTURES, _background, _noise, _resonator, _reverb, _speech, write_corpus
+from .demo import PITCH_CLASSES, SR, TEXTURES, _background, _noise, _resonator, _reverb, _speech, lfilter, write_corpus
 
 FAMILIES = ("speech", "instrument", "noise", "impact", "bird", "alarm")
 SLOTS = ("speech", "instrument", "noise", "impact", "instrument", "bird", "alarm")

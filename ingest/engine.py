@@ -12,11 +12,9 @@ bar and, when the plan is complete, builds ``manifest.json`` and ``failures.json
 """
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -26,11 +24,14 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from shards import ShardWriter, build_manifest, shard_name
+from shards.bounded import MAX_RECORD_BYTES, load_json_bounded
 from shards.codec import DEFAULT_LEVEL
-from shards.format import PARTS_DIR, check_name
+from shards.format import MAX_KEY_LEN, PARTS_DIR, InvalidKey, check_name, fit_key
 from shards.frontend import FrontendConfig, get_preset, logmel
+from shards.redact import redact_url
 from shards.writer import EncodedSample, encode_sample
 
+from .bounds import check_config, shard_limits, usable_cores
 from .decode import DecodeError
 from .progress import ClipProgress, counter
 
@@ -104,50 +105,12 @@ class IngestConfig:
     threads: int = 0  # torch intra-op threads per decoding process; 0: max(1, cores // workers) (threads_per_worker)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. a Slurm allocation), else ``os.cpu_count()``."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def threads_per_worker(cfg: IngestConfig) -> int:
     """Torch intra-op threads of each decoding process: ``cfg.threads``, or ``max(1, cores // workers)`` so that
     ``workers`` processes do not fight over the cores (the log-mel is the only multi-threaded step)."""
     if cfg.threads < 0:
         raise ValueError(f"--threads {cfg.threads} must be >= 0 (0: cores // workers)")
     return cfg.threads or max(1, usable_cores() // max(1, cfg.workers))
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)([bB]?)\s*$")
-
-
-def _parse_size(spec: str, part: str) -> tuple[int | None, float | None]:
-    m = _SIZE_RE.match(part)
-    if not m:
-        raise ValueError(f"--shard-size {spec!r}: give a sample count (1000), a size (200MB) or both (1000,256MB)")
-    num, unit, b = float(m.group(1)), m.group(2).lower(), m.group(3)
-    if not unit and not b:
-        if num < 1 or num != int(num):
-            raise ValueError(f"--shard-size {spec!r}: sample count must be a positive integer")
-        return int(num), None
-    return None, num * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[unit]
-
-
-def shard_limits(spec: str) -> tuple[int | None, float | None]:
-    """``"1000"`` -> (1000, None); ``"200MB"`` -> (None, 2e8); ``"1000,256MB"`` -> (1000, 2.56e8): a shard
-    is closed when it reaches either limit."""
-    count, nbytes = None, None
-    parts = [p for p in str(spec).split(",")]
-    if not 1 <= len(parts) <= 2:
-        raise ValueError(f"--shard-size {spec!r}: at most one count and one size")
-    for part in parts:
-        c, b = _parse_size(spec, part)
-        if (c is not None and count is not None) or (b is not None and nbytes is not None):
-            raise ValueError(f"--shard-size {spec!r}: at most one count and one size")
-        count, nbytes = (c if c is not None else count), (b if b is not None else nbytes)
-    return count, nbytes
 
 
 def samples_per_shard(spec: str, est_bytes_per_item: float = 100_000.0) -> int:
@@ -207,8 +170,11 @@ def segments(n: int, sample_rate: int, seconds: float) -> list[tuple[int, int]]:
 
 
 def segment_key(key: str, start_ms: int) -> str:
-    """Key of the clip of a cut recording starting at ``start_ms``: sorts right after ``key``."""
-    return f"{key}_{start_ms:010d}"
+    """Key of the clip of a cut recording starting at ``start_ms``: ``<key>_<start ms, 10 digits>``, which sorts
+    right after ``key``.  When that is longer than a shard allows, ``key`` is shortened first (its start and
+    a hash of all of it: ``shards.format.fit_key``), so the clips of one recording still sort together."""
+    suffix = f"_{start_ms:010d}"
+    return fit_key(key, max_len=MAX_KEY_LEN - len(suffix)) + suffix
 
 
 @dataclass
@@ -263,9 +229,10 @@ def is_finished(out: str, task: ShardTask, frontend_hash: str, retry_transient: 
     if not (os.path.exists(rec_p) and os.path.exists(tar_p)):
         return False
     try:
-        with open(rec_p) as f:
-            rec = json.load(f)
-    except (OSError, json.JSONDecodeError):
+        rec = load_json_bounded(rec_p, MAX_RECORD_BYTES, "shard record")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(rec, dict):
         return False
     if rec.get("frontend_hash") != frontend_hash or os.path.getsize(tar_p) != rec.get("bytes"):
         return False
@@ -279,7 +246,7 @@ def is_finished(out: str, task: ShardTask, frontend_hash: str, retry_transient: 
 def _meta(item: Item, dataset: str, seconds: float) -> dict[str, Any]:
     start = float(item.start) if item.start is not None else 0.0
     return {
-        "dataset": dataset, "split": item.split, "source_id": item.source_id, "origin": item.origin,
+        "dataset": dataset, "split": item.split, "source_id": redact_url(item.source_id), "origin": redact_url(item.origin),
         "start": start, "end": start + seconds, "duration": seconds, "labels": list(item.labels), **item.extra,
     }
 
@@ -304,9 +271,8 @@ class _PreviousShard:
         rec_p = _record_path(out, task.split, task.name)
         tar_p = os.path.join(out, task.split, task.name)
         try:
-            with open(rec_p) as f:
-                rec = json.load(f)
-            if (rec.get("frontend_hash") != frontend_hash or rec.get("codec") != codec
+            rec = load_json_bounded(rec_p, MAX_RECORD_BYTES, "shard record")
+            if not isinstance(rec, dict) or (rec.get("frontend_hash") != frontend_hash or rec.get("codec") != codec
                     or os.path.getsize(tar_p) != rec.get("bytes") or not rec.get("keys")):
                 return
         except (OSError, ValueError):
@@ -383,8 +349,13 @@ def _outcomes(source: Source, it: Item, got: Any, cfg: IngestConfig, fe: Fronten
         return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": e.reason,
                  "reason": str(e), "permanent": e.permanent, "attempts": e.attempts}]
     except DecodeError as e:
-        return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "undecodable",
-                 "reason": f"undecodable: {e}", "permanent": True, "attempts": 1}]
+        rc = e.reason_class
+        why = str(e) if rc == "no_audio_stream" else f"{rc}: {e}"
+        return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": rc,
+                 "reason": why, "permanent": True, "attempts": 1}]
+    except InvalidKey as e:  # a source made a key no shard can hold: this item only, never the run
+        return [{"key": it.key, "source_id": it.source_id, "origin": it.origin, "reason_class": "bad_key",
+                 "reason": f"bad_key: {e}", "permanent": True, "attempts": 1}]
 
 
 def decode_items(source: Source, items: list[Item], cfg: IngestConfig, fe: FrontendConfig,
@@ -495,8 +466,7 @@ def write_shard(source: Source, task: ShardTask, cfg: IngestConfig, fe: Frontend
     recs: list[dict] = []
     groups = _groups(source, [task], cfg, fe, lambda items: (lambda: _timed_decode(source, items, cfg, fe)))
     _write_groups(groups, cfg, {task.name: common}, 0, recs.append, lambda n, reused: None)
-    with open(_record_path(cfg.out, task.split, task.name)) as f:
-        return json.load(f)
+    return load_json_bounded(_record_path(cfg.out, task.split, task.name), MAX_RECORD_BYTES, "shard record")
 
 
 def _segment_outcomes(it: Item, wav: np.ndarray, cuts: list[tuple[int, int]], dataset: str,
@@ -566,12 +536,7 @@ def run_ingest(source: Source, cfg: IngestConfig, command: list[str] | None = No
     name after the shards are written (so it can report on them).  ``frontend`` replaces ``cfg.preset``.
     """
     fe = frontend if frontend is not None else get_preset(cfg.preset)
-    if not (0 <= cfg.job_index < cfg.num_jobs):
-        raise ValueError(f"--job-index {cfg.job_index} must be in [0, {cfg.num_jobs})")
-    if cfg.segment_seconds < 0:
-        raise ValueError(f"--segment-seconds {cfg.segment_seconds} must be >= 0")
-    if cfg.decode_batch < 1:
-        raise ValueError(f"--decode-batch {cfg.decode_batch} must be at least 1")
+    check_config(cfg)
     threads = threads_per_worker(cfg)
     items = source.items()
     if cfg.limit is not None:

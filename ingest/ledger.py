@@ -26,6 +26,7 @@ import time
 from typing import Any, Iterable
 
 from shards.atomic import atomic_write_bytes
+from shards.bounded import MAX_LEDGER_BYTES, bounded_lines, open_bounded
 
 STATUSES = ("ok", "permanent", "transient")
 _counter = itertools.count()
@@ -81,13 +82,13 @@ def iter_entries(directory: str) -> Iterable[dict[str, Any]]:
     """Every well-formed entry of every ledger file in ``directory`` (torn lines skipped)."""
     for p in sorted(glob.glob(os.path.join(directory, "*.jsonl"))):
         try:
-            with open(p, "rb") as f:
-                for line in f:
+            with open_bounded(p, MAX_LEDGER_BYTES, "ledger", "rb") as f:
+                for line in bounded_lines(f, "ledger", name=p):
                     if not line.endswith(b"\n"):
                         continue  # torn last line of a killed process
                     try:
                         e = json.loads(line)
-                    except json.JSONDecodeError:
+                    except ValueError:  # not JSON, not UTF-8
                         continue
                     if isinstance(e, dict) and isinstance(e.get("key"), str) and e.get("status") in STATUSES:
                         yield e

@@ -19,6 +19,8 @@ import random
 import re
 import time
 
+from shards.cli_types import check_float
+
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h|hour))?\s*$", re.I)
 
 
@@ -29,7 +31,7 @@ def parse_rate(spec: str | float | int) -> float:
     m = _RATE_RE.match(str(spec))
     if not m:
         raise ValueError(f"--rate-limit {spec!r}: use N/h, N/m or N/s (e.g. 600/h); 0 disables")
-    n = float(m.group(1))
+    n = check_float(float(m.group(1)), 0.0, 1e9, flag="--rate-limit")  # finite: 1e400 requests would be inf
     unit = (m.group(2) or "h").lower()[0]
     return n / {"s": 1.0, "m": 60.0, "h": 3600.0}[unit]
 

@@ -179,6 +179,7 @@ class MelStream(IterableDataset):
         self.shuffle_buffer = int(shuffle_buffer)
         self.crops_per_clip = int(crops_per_clip)
         self.allow_pipe = allow_pipe
+        self._count_warned: set[str] = set()  # shards whose sample count differs from the manifest (warned once)
         self.return_keys = return_keys
         self.counter = counter or SkipCounter()
         if mode == "train" and sum(s.samples for s in self.shards) == 0:
@@ -218,6 +219,10 @@ class MelStream(IterableDataset):
                     for key, members in iter_tar_stream(f):
                         n += 1
                         yield key, members
+                if n != ref.samples and ref.url not in self._count_warned:  # the plan trusts the manifest's count
+                    self._count_warned.add(ref.url)
+                    log.warning("shard %s holds %d samples but its manifest says %d (run `python -m shards verify`)",
+                                ref.url, n, ref.samples)
             except Exception as e:  # noqa: BLE001 - any failure of one shard: skip it, count it, go on
                 self.counter.add("corrupt_shards")
                 self.counter.add("lost_samples", max(int(ref.samples or 0) - n, 0))  # the unread rest

@@ -7,13 +7,19 @@ the number of clips.  ``check_frontend`` compares the result with what a method/
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from shards import MANIFEST, ManifestError, validate_manifest
+from shards.bounded import TooLarge
+from shards.redact import redact
 
-from .urls import UrlError, join, read_json, scheme_of
+from .urls import UrlError, join, local_path, read_json, scheme_of
+
+log = logging.getLogger("melstream.pipeline")
 
 
 class FrontendMismatch(ValueError):
@@ -59,9 +65,34 @@ def read_manifest_any(shard_dir: str, allow_pipe: bool = False) -> dict[str, Any
         raise ManifestError(f"no {MANIFEST} in {shard_dir} (build shards with `python -m ingest ...`)") from None
     except UrlError as e:
         raise ManifestError(f"cannot read {path}: {e}") from None
+    except TooLarge as e:
+        raise ManifestError(str(e)) from None
     except ValueError as e:
         raise ManifestError(f"{path}: invalid JSON ({e})") from None
     return validate_manifest(m, path)
+
+
+def dir_identity(d: str) -> str:
+    """What makes two spellings of a shard directory the same: the real path of a local one (``D``, ``D/``,
+    ``./D``, a symlink to it, ``file://D``), else the URL without trailing slashes."""
+    if scheme_of(d) in ("", "file"):
+        return os.path.realpath(local_path(d))
+    return d.rstrip("/")
+
+
+def unique_dirs(dirs: list[str]) -> list[str]:
+    """``dirs`` with repeats of one directory (under any spelling) dropped, each with a warning: a directory
+    given twice would have every clip read twice."""
+    seen: dict[str, str] = {}
+    out = []
+    for d in dirs:
+        ident = dir_identity(d)
+        if ident in seen:
+            log.warning("shard directory %s is the same as %s: read once", redact(d), redact(seen[ident]))
+            continue
+        seen[ident] = d
+        out.append(d)
+    return out
 
 
 def _frontend_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
@@ -89,6 +120,7 @@ def read_manifests(dirs: list[str] | str, allow_pipe: bool = False) -> DatasetFa
     for d in dirs:
         if scheme_of(d) == "pipe" and not allow_pipe:
             raise ValueError(f"{d}: pipe: URLs run shell commands; pass allow_pipe=True to use them")
+    dirs = unique_dirs(dirs)
     manifests = [read_manifest_any(d, allow_pipe=allow_pipe) for d in dirs]
     fe0 = manifests[0]["frontend"]
     for d, m in zip(dirs[1:], manifests[1:]):

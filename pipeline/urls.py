@@ -16,6 +16,8 @@ import os
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from shards.bounded import MAX_MANIFEST_BYTES, TooLarge, load_json_bounded
+
 _BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 HTTP_TIMEOUT = 60.0
 
@@ -112,15 +114,21 @@ def open_stream(url: str, allow_pipe: bool = False, bufsize: int = 1 << 20) -> I
     return _fsspec_open(url)
 
 
-def read_bytes(url: str, allow_pipe: bool = False) -> bytes:
+def read_bytes(url: str, allow_pipe: bool = False, limit: int | None = None) -> bytes:
+    """The whole file at ``url``; with ``limit``, more than ``limit`` bytes raise ``shards.bounded.TooLarge``."""
     with open_stream(url, allow_pipe=allow_pipe) as f:
-        return f.read()
+        if limit is None:
+            return f.read()
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{url}: larger than {limit:,} bytes; not read")
+    return data
 
 
-def read_json(url: str, allow_pipe: bool = False) -> Any:
-    """Load a JSON file from a path or URL; raises FileNotFoundError / UrlError / ValueError."""
+def read_json(url: str, allow_pipe: bool = False, limit: int = MAX_MANIFEST_BYTES) -> Any:
+    """Load a JSON file (at most ``limit`` bytes) from a path or URL; raises FileNotFoundError / UrlError /
+    ValueError (``TooLarge`` for a file over the bound)."""
     scheme = scheme_of(url)
     if scheme in ("", "file"):
-        with open(local_path(url)) as f:
-            return json.load(f)
-    return json.loads(read_bytes(url, allow_pipe=allow_pipe))
+        return load_json_bounded(local_path(url), limit, "JSON file")
+    return json.loads(read_bytes(url, allow_pipe=allow_pipe, limit=limit))

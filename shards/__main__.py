@@ -1,10 +1,10 @@
 """``python -m shards {inspect,verify,merge} DIR``."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .cli import cli_main
+from .cli_types import OneLineParser
 from .inspect_dir import summary
 from .manifest import ManifestError, build_manifest
 from .verify import verify_dir
@@ -12,7 +12,7 @@ from .verify import verify_dir
 
 @cli_main("python -m shards")
 def main(argv: list[str] | None = None, prog: str = "python -m shards") -> int:
-    ap = argparse.ArgumentParser(prog=prog, description="melstream shard directories")
+    ap = OneLineParser(prog=prog, description="melstream shard directories")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("inspect", help="summary: frontend, counts, hours, bytes per clip, labels").add_argument("dir")
     v = sub.add_parser("verify", help="re-hash and decode every sample; non-zero exit on any problem")

@@ -1,6 +1,7 @@
 """Constants and name rules of the melstream shard format (docs/shard-format.md)."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 FORMAT_NAME = "melstream-shards"
@@ -13,16 +14,58 @@ MEL_EXT = "mel.npy.zst"
 JSON_EXT = "json"
 MEMBER_EXTS = (MEL_EXT, JSON_EXT)
 
+# A member name is ``<key>.<ext>``; a USTAR header holds at most 100 bytes of name (the 155-byte prefix
+# field is only used for paths with a "/", which keys never have), so the longest key that fits with the
+# longest extension is 100 - len(".mel.npy.zst") = 88 characters.  Writers refuse longer keys; readers
+# still accept up to 200 (tars written by other tools in PAX format).
+USTAR_NAME_MAX = 100
+MAX_KEY_LEN = USTAR_NAME_MAX - len("." + MEL_EXT)
+KEY_HASH_LEN = 8  # hex digits of the sha1 that make a shortened key unique
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}-[A-Za-z0-9_-]{1,100}-\d{6}\.tar$")
 
 
-def check_key(key: str) -> str:
-    """Sample keys: 1-200 of ``[A-Za-z0-9_-]`` (no dot: WebDataset splits key/extension at the first dot)."""
-    if not isinstance(key, str) or not _KEY_RE.match(key):
-        raise ValueError(f"invalid sample key {key!r}: use 1-200 characters of [A-Za-z0-9_-]")
+class InvalidKey(ValueError):
+    """A sample key that cannot be written (characters, length); ``str(err)`` names it and why."""
+
+
+def check_key(key: str, max_len: int = 200) -> str:
+    """Sample keys: 1-``max_len`` of ``[A-Za-z0-9_-]`` (no dot: WebDataset splits key/extension at the first
+    dot).  Readers use the default; writers pass :data:`MAX_KEY_LEN` (:func:`check_write_key`)."""
+    if not isinstance(key, str) or not _KEY_RE.match(key) or len(key) > max_len:
+        shown = key if not isinstance(key, str) or len(key) <= 120 else key[:117] + "..."
+        raise InvalidKey(f"invalid sample key {shown!r}: use 1-{max_len} characters of [A-Za-z0-9_-]")
     return key
+
+
+def check_write_key(key: str) -> str:
+    """A key a shard can hold: its members' names fit the 100-byte USTAR name field."""
+    return check_key(key, MAX_KEY_LEN)
+
+
+def key_digest(identity: str, n: int = KEY_HASH_LEN) -> str:
+    """``n`` hex digits of the sha1 of ``identity`` (any string; unpaired surrogates from file names kept)."""
+    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def slug(text: str) -> str:
+    """``text`` with every run of characters outside ``[A-Za-z0-9_-]`` turned into ``-`` (ends stripped)."""
+    return _UNSAFE.sub("-", text).strip("-")
+
+
+def fit_key(text: str, identity: str | None = None, max_len: int = MAX_KEY_LEN, keep: str = "head") -> str:
+    """A writable key for ``text``: ``text`` itself when it already is one of at most ``max_len`` characters
+    (existing keys never change), else its slug cut to fit, ``_`` and :data:`KEY_HASH_LEN` hex digits of
+    the sha1 of ``identity`` (default ``text``), which keep shortened keys distinct.  ``keep="tail"`` keeps
+    the end of the slug (a file name) instead of its start.  docs/shard-format.md, "Sample keys"."""
+    if isinstance(text, str) and _KEY_RE.match(text) and len(text) <= max_len:
+        return text
+    room = max_len - KEY_HASH_LEN - 1
+    s = slug(text)
+    s = (s[-room:] if keep == "tail" else s[:room]).strip("-") or "key"
+    return f"{s}_{key_digest(identity if identity is not None else text)}"
 
 
 def check_name(name: str, what: str = "name") -> str:

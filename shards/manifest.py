@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from .atomic import atomic_write_json, atomic_write_lines
+from .bounded import MAX_MANIFEST_BYTES, MAX_RECORD_BYTES, load_json_bounded
 from .format import FAILURES, FORMAT_NAME, FORMAT_VERSION, MANIFEST, PARTS_DIR, check_shard_name
+from .redact import redact_obj
 
 TOOL = {"name": "melstream", "version": "0.1.0"}
 
@@ -28,8 +30,7 @@ def read_parts(shard_dir: str) -> list[dict[str, Any]]:
     out = []
     for p in sorted(glob.glob(os.path.join(shard_dir, PARTS_DIR, "*.tar.json"))):
         try:
-            with open(p) as f:
-                rec = json.load(f)
+            rec = load_json_bounded(p, MAX_RECORD_BYTES, "shard record")
             check_shard_name(rec["name"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ManifestError(f"unreadable shard record {p}: {e}") from None
@@ -71,7 +72,8 @@ def build_manifest(shard_dir: str, command: list[str] | None = None, extra: dict
         for k, v in p.get("labels", {}).items():
             labels[k] = labels.get(k, 0) + int(v)
         display.update(p.get("display_names") or {})
-    failures = [f for p in parts for f in p.get("failures", [])]
+    # sources' URLs and paths (origins, reasons quoting them, the command) are written without secrets
+    failures = [redact_obj(f) for p in parts for f in p.get("failures", [])]
     by_reason: dict[str, int] = {}
     for f in failures:
         r = str(f.get("reason_class") or f.get("reason", "unknown")).split(":")[0][:80]
@@ -98,11 +100,11 @@ def build_manifest(shard_dir: str, command: list[str] | None = None, extra: dict
                    "display_names": {k: display[k] for k in sorted(display) if k in labels}},
         "failures": {"count": len(failures), "by_reason": dict(sorted(by_reason.items()))},
         "tool": TOOL,
-        "command": list(command if command is not None else sys.argv),
+        "command": redact_obj(list(command if command is not None else sys.argv)),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if extra:
-        manifest.update(extra)
+        manifest.update(redact_obj(extra))
     atomic_write_lines(os.path.join(shard_dir, FAILURES), failures)
     atomic_write_json(os.path.join(shard_dir, MANIFEST), manifest)
     return manifest
@@ -124,28 +126,51 @@ def validate_manifest(m: Any, where: str = "manifest") -> dict[str, Any]:
              f"{where}: missing frontend config")
     shards = m.get("shards")
     _require(isinstance(shards, list), f"{where}: 'shards' must be a list")
+    names: set[str] = set()
     for s in shards:
         _require(isinstance(s, dict), f"{where}: shard entry is not an object")
         try:
             check_shard_name(s.get("name"))
         except ValueError as e:
             raise ManifestError(f"{where}: {e}") from None
-        _require(isinstance(s.get("samples"), int) and s["samples"] >= 0, f"{where}: bad sample count for {s['name']}")
+        # the same shard twice would be counted and read twice (training sees its clips twice as often)
+        _require(s["name"] not in names, f"{where}: shard {s['name']} is listed twice; rebuild the manifest "
+                 "with `python -m shards merge`")
+        names.add(s["name"])
+        _require(isinstance(s.get("samples"), int) and not isinstance(s["samples"], bool) and s["samples"] >= 0,
+                 f"{where}: bad sample count for {s['name']}")
         _require(isinstance(s.get("sha256"), str) and len(s["sha256"]) == 64, f"{where}: bad sha256 for {s['name']}")
+    _check_totals(m, shards, where)
     st = m.get("stats", {})
     _require(isinstance(st.get("mean"), (int, float)) and isinstance(st.get("std"), (int, float)) and st["std"] >= 0,
              f"{where}: bad stats")
     return m
 
 
+def _check_totals(m: dict[str, Any], shards: list[dict[str, Any]], where: str) -> None:
+    """The totals readers print and trust (``shards inspect``, clip counts) agree with the shard list."""
+    t = m.get("totals")
+    if t is None:
+        return
+    _require(isinstance(t, dict), f"{where}: 'totals' must be an object")
+    clips = sum(s["samples"] for s in shards)
+    for k, want in (("clips", clips), ("shards", len(shards))):
+        if k in t:
+            _require(t[k] == want, f"{where}: totals.{k} is {t[k]!r} but the shard list holds {want}")
+    if "bytes" in t and all(isinstance(s.get("bytes"), int) for s in shards):
+        want = sum(s["bytes"] for s in shards)
+        _require(t["bytes"] == want, f"{where}: totals.bytes is {t['bytes']!r} but the shards hold {want}")
+
+
 def read_manifest(shard_dir: str) -> dict[str, Any]:
-    """Load and validate ``shard_dir/manifest.json`` (local directories)."""
+    """Load (at most ``MAX_MANIFEST_BYTES``) and validate ``shard_dir/manifest.json`` (local directories)."""
     path = os.path.join(shard_dir, MANIFEST)
     try:
-        with open(path) as f:
-            m = json.load(f)
+        m = load_json_bounded(path, MAX_MANIFEST_BYTES, "manifest")
     except FileNotFoundError:
         raise ManifestError(f"no {MANIFEST} in {shard_dir} (build shards with `make shards` or `python -m shards merge`)") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: invalid JSON ({e})") from None
+    except ValueError as e:  # TooLarge
+        raise ManifestError(str(e)) from None
     return validate_manifest(m, path)

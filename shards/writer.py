@@ -21,7 +21,8 @@ import numpy as np
 
 from .atomic import atomic_write_json
 from .codec import CODEC_KEYS, DEFAULT_CODEC, DEFAULT_LEVEL, encode_mel
-from .format import JSON_EXT, MEL_EXT, PARTS_DIR, check_key, check_shard_name
+from .format import JSON_EXT, MEL_EXT, PARTS_DIR, check_shard_name, check_write_key
+from .redact import redact_obj
 
 
 def file_digest(path: str | Sequence[str], algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
@@ -78,7 +79,7 @@ def encode_sample(key: str, mel: np.ndarray, meta: dict[str, Any], codec: str = 
                   level: int = DEFAULT_LEVEL, checksum: bool = True) -> EncodedSample:
     """Encode one sample (pure: runs in any process); :meth:`ShardWriter.add_encoded` writes it.
     ``checksum=False`` writes a format-version-1 sample (tests, benchmarks)."""
-    check_key(key)
+    check_write_key(key)
     data, extra, decoded = encode_mel(mel, codec, level, checksum)
     meta = {k: v for k, v in meta.items() if k not in CODEC_KEYS}  # stale ones from a re-encoded sample
     rec = {"key": key, **meta, "n_mels": int(mel.shape[0]), "frames": int(mel.shape[1]), "codec": codec, **extra}
@@ -145,8 +146,9 @@ class ShardWriter:
         return len(s.data) + len(s.json)
 
     def fail(self, record: dict) -> None:
-        """Record an input that did not make it into this shard (goes to failures.jsonl)."""
-        self.failures.append(record)
+        """Record an input that did not make it into this shard (goes to failures.jsonl); URLs in it are
+        written without their secrets (``shards.redact``)."""
+        self.failures.append(redact_obj(record))
 
     def close(self) -> dict[str, Any]:
         self._tar.close()

@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from shards.bounded import MAX_TABLE_BYTES, bounded_lines, open_bounded
+from shards.cli_types import bounded_float, bounded_int
+
 from .. import ledger as ledger_mod
 from ..engine import Item, SkipItem
 from ..ratelimit import SharedRateLimiter, parse_rate
@@ -96,8 +99,8 @@ class ParsedSegments:
 def parse_segments(path: str) -> ParsedSegments:
     """Parse an AudioSet segments CSV; rows that cannot be segments are counted, not fatal."""
     out = ParsedSegments()
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        for n, row in enumerate(csv.reader(f, skipinitialspace=True), 1):
+    with open_bounded(path, MAX_TABLE_BYTES, "segments CSV", newline="", encoding="utf-8-sig") as f:
+        for n, row in enumerate(csv.reader(bounded_lines(f, "segments CSV", name=path), skipinitialspace=True), 1):
             if not row or all(not c.strip() for c in row):
                 continue
             first = row[0].strip()
@@ -144,8 +147,8 @@ def parse_segments(path: str) -> ParsedSegments:
 def read_class_labels(path: str) -> dict[str, str]:
     """``class_labels_indices.csv`` (``index,mid,display_name``, names quoted) -> {mid: display name}."""
     names: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    with open_bounded(path, MAX_TABLE_BYTES, "labels CSV", newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(bounded_lines(f, "labels CSV", name=path)))
     if not rows:
         raise ValueError(f"{path}: empty labels file")
     header = [c.strip().lower() for c in rows[0]]
@@ -434,16 +437,16 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help="URL of a video from its ID, e.g. http://mirror/{ytid}.m4a (default the YouTube watch URL)")
     p.add_argument("--rate-limit", default=DEFAULT_RATE,
                    help=f"requests per job, shared by all its workers: N/h, N/m, N/s; 0 = none (default {DEFAULT_RATE})")
-    p.add_argument("--sleep-interval", type=float, default=0.0, help="extra random sleep per request (seconds, min)")
-    p.add_argument("--max-sleep-interval", type=float, default=None, help="upper bound of the random sleep")
-    p.add_argument("--retries", type=int, default=3, help="retries of a transient failure (default 3)")
-    p.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds, doubled each time")
-    p.add_argument("--max-backoff", type=float, default=300.0, help="cap of the retry delay (seconds)")
+    p.add_argument("--sleep-interval", type=bounded_float(0.0, 3600.0), default=0.0, help="extra random sleep per request (seconds, min)")
+    p.add_argument("--max-sleep-interval", type=bounded_float(0.0, 3600.0), default=None, help="upper bound of the random sleep")
+    p.add_argument("--retries", type=bounded_int(0, 100), default=3, help="retries of a transient failure (default 3)")
+    p.add_argument("--backoff", type=bounded_float(0.0, 3600.0), default=2.0, help="first retry delay in seconds, doubled each time")
+    p.add_argument("--max-backoff", type=bounded_float(0.0, 86400.0), default=300.0, help="cap of the retry delay (seconds)")
     p.add_argument("--cookies", default=None, metavar="FILE", help="Netscape cookies file for yt-dlp")
     p.add_argument("--proxy", default=None, metavar="URL", help="proxy for yt-dlp and ffmpeg")
-    p.add_argument("--socket-timeout", type=float, default=30.0, help="network timeout in seconds")
-    p.add_argument("--fraction", type=float, default=1.0, help="deterministic subset of each split (e.g. 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --fraction subset")
+    p.add_argument("--socket-timeout", type=bounded_float(0.1, 3600.0), default=30.0, help="network timeout in seconds")
+    p.add_argument("--fraction", type=bounded_float(1e-6, 1.0), default=1.0, help="deterministic subset of each split (e.g. 0.1)")
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the --fraction subset")
     p.add_argument("--no-full-fallback", action="store_true",
                    help="never fall back to downloading the whole file when the range fetch fails")
     p.add_argument("--tmp-dir", default=None, help="temp downloads (default OUT/.tmp; emptied after every clip)")

@@ -7,6 +7,8 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from shards.cli_types import bounded_float, bounded_int
+
 from .. import demo, demo_varied
 from . import register_source
 from .folder import FolderSource
@@ -20,11 +22,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "source-disjoint train/test (make shards-varied; use --out data/demo_varied)")
     p.add_argument("--audio-dir", default=None,
                    help="where the WAV files are written (default data/demo_audio, varied: data/demo_varied_audio)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
     for split in demo.SPLITS:
-        p.add_argument(f"--{split}-clips", type=int, default=None,
+        p.add_argument(f"--{split}-clips", type=bounded_int(0, 1_000_000), default=None,
                        help=f"clips in split {split} (default basic {demo.SPLITS[split]}, varied {demo_varied.SPLITS[split]})")
-    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
+    p.add_argument("--seconds", type=bounded_float(0.1, 3600.0), default=10.0, help="clip length (default 10 s)")
 
 
 @dataclass

@@ -3,50 +3,83 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
+import logging
 import os
-import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from shards.bounded import MAX_TABLE_BYTES, bounded_lines, open_bounded
+from shards.format import KEY_HASH_LEN, MAX_KEY_LEN, key_digest, slug
+from shards.redact import redact
 
 from ..decode import AUDIO_EXTENSIONS, decode_audio, decode_many
 from ..engine import Item, SkipItem
 from . import register_source
 
-_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 # load_many leaves files larger than this to ``load`` (one at a time): sharing a process gains little
 # for them, and a decoded group is held in memory (and in /dev/shm) at once.
 BATCH_MAX_FILE_BYTES = 4 << 20
+MAX_LISTED = 1000  # unmatched labels-CSV rows listed in the summary and manifests (all are counted)
+log = logging.getLogger("melstream.ingest.folder")
 
 
 def path_key(rel: str) -> str:
-    """Stable, unique, WebDataset-safe key for a relative path: slug + 8 hex of its sha1."""
+    """Stable, unique, WebDataset-safe key for a relative path (any length, any characters): the end of
+    its slug + ``_`` + 8 hex of its sha1, at most ``MAX_KEY_LEN`` characters so that the members' names fit
+    the tar format (docs/shard-format.md, "Sample keys").  Keys that always fitted are unchanged."""
     stem = os.path.splitext(rel)[0]
-    slug = _SAFE.sub("-", stem).strip("-")[-80:] or "clip"
-    return f"{slug}_{hashlib.sha1(rel.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    s = slug(stem)
+    key = f"{s[-80:] or 'clip'}_{key_digest(rel)}"
+    if len(key) <= MAX_KEY_LEN:
+        return key
+    return f"{s[-(MAX_KEY_LEN - KEY_HASH_LEN - 1):].strip('-') or 'clip'}_{key_digest(rel)}"
 
 
-def read_label_csv(path: str, root: str) -> dict[str, list[str]]:
-    """``path,label`` rows (header optional; a path may repeat for several labels; ``;`` also splits)."""
+def read_label_csv(path: str, root: str, lines: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """``path,label`` rows (header optional; a path may repeat for several labels; ``;`` also splits).
+    Read with a size bound (``MAX_TABLE_BYTES``, lines of at most ``MAX_LINE_BYTES``); ``lines`` collects
+    the first line number of each path (to name unmatched rows)."""
     out: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}:{n}: expected 'path,label', got {row!r}")
-            rel = os.path.normpath(row[0].strip())
-            if os.path.isabs(rel):
-                rel = os.path.relpath(rel, root)
-            if rel.startswith(".."):
-                raise ValueError(f"{path}:{n}: path {row[0]!r} is outside {root}")
-            labs = [lab.strip() for lab in row[1].split(";") if lab.strip()]
-            out.setdefault(rel, [])
-            out[rel].extend(lab for lab in labs if lab not in out[rel])
+    n = 0
+    try:
+        with open_bounded(path, MAX_TABLE_BYTES, "labels CSV", newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.reader(bounded_lines(f, "labels CSV", name=path)), 1):
+                if not row or row[0].startswith("#"):
+                    continue
+                if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+                    continue
+                if len(row) < 2:
+                    raise ValueError(f"{path}:{n}: expected 'path,label', got {row!r}"[:300])
+                rel = os.path.normpath(row[0].strip())
+                if os.path.isabs(rel):
+                    rel = os.path.relpath(rel, root)
+                if rel.startswith(".."):
+                    raise ValueError(f"{path}:{n}: path {row[0]!r} is outside {root}")
+                labs = [lab.strip() for lab in row[1].split(";") if lab.strip()]
+                out.setdefault(rel, [])
+                out[rel].extend(lab for lab in labs if lab not in out[rel])
+                if lines is not None:
+                    lines.setdefault(rel, n)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: labels CSV is not UTF-8 text ({e.reason} near row {n + 1})") from None
+    except csv.Error as e:
+        raise ValueError(f"{path}:{n + 1}: labels CSV: {e}") from None
     return out
+
+
+def why_unmatched(root: str, rel: str, extensions: frozenset) -> str:
+    """Why a labels-CSV row names no scanned file: the reason recorded for it."""
+    full = os.path.join(root, rel)
+    if not os.path.lexists(full):
+        return "no such file"
+    if os.path.isdir(full):
+        return "is a folder"
+    ext = os.path.splitext(rel)[1].lower()
+    if ext not in extensions:
+        return f"not an audio file extension ({ext or 'none'})"
+    return "not scanned (a hidden file or folder, or outside the split folders)"
 
 
 def _unreadable(e: OSError) -> SkipItem:
@@ -64,14 +97,21 @@ class FolderSource:
     split_from_dir: bool = False
     labels: str = "none"  # none | dirname | CSV path
     extensions: frozenset = field(default_factory=lambda: AUDIO_EXTENSIONS)
+    # labels-CSV rows that name no scanned file: {"line", "path", "reason"} (set by items())
+    unmatched_labels: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    label_rows: int = 0
 
     def items(self) -> list[Item]:
         root = os.path.abspath(self.root)
-        if not os.path.isdir(root):
+        if not os.path.exists(root):
             raise FileNotFoundError(f"source folder {self.root!r} does not exist")
+        if not os.path.isdir(root):
+            raise ValueError(f"{self.root}: is not a folder (give the folder that holds the audio files)")
         csv_labels = None
+        csv_lines: dict[str, int] = {}
         if self.labels not in ("none", "dirname"):
-            csv_labels = read_label_csv(self.labels, root)
+            csv_labels = read_label_csv(self.labels, root, csv_lines)
+        scanned: set[str] = set()
         items = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -80,6 +120,7 @@ class FolderSource:
                     continue
                 full = os.path.join(dirpath, fn)
                 rel = os.path.relpath(full, root)
+                scanned.add(rel)
                 parts = rel.split(os.sep)
                 split = self.split
                 if self.split_from_dir:
@@ -93,7 +134,38 @@ class FolderSource:
                 else:
                     labs = []
                 items.append(Item(key=path_key(rel), source_id=rel, origin=full, split=split, labels=labs))
+        if csv_labels is not None:
+            self._note_unmatched(root, csv_labels, csv_lines, scanned)
         return items
+
+    def _note_unmatched(self, root: str, csv_labels: dict[str, list[str]], lines: dict[str, int],
+                        scanned: set[str]) -> None:
+        """Count and log the labels-CSV rows that name no scanned file, each with its reason."""
+        self.label_rows = len(csv_labels)
+        self.unmatched_labels = [{"line": lines.get(rel), "path": rel, "reason": why_unmatched(root, rel, self.extensions)}
+                                 for rel in sorted(csv_labels, key=lambda r: lines.get(r, 0)) if rel not in scanned]
+        if self.unmatched_labels:
+            first = self.unmatched_labels[0]
+            log.warning("labels CSV %s: %d of %d paths name no audio file that was scanned (line %s: %s: %s%s); "
+                        "listed under labels_csv in the summary and each manifest", self.labels,
+                        len(self.unmatched_labels), self.label_rows, first["line"], first["path"], first["reason"],
+                        ", ..." if len(self.unmatched_labels) > 1 else "")
+
+    def labels_report(self) -> dict[str, Any]:
+        """``{"labels_csv": {...}}``: rows read, matched, and the unmatched ones with their reasons (the
+        first ``MAX_LISTED``); empty without a labels CSV."""
+        if self.labels in ("none", "dirname"):
+            return {}
+        um = self.unmatched_labels
+        return {"labels_csv": {"path": redact(self.labels), "paths": self.label_rows,
+                               "matched": self.label_rows - len(um), "unmatched": len(um),
+                               "unmatched_rows": um[:MAX_LISTED], "listed": min(len(um), MAX_LISTED)}}
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return self.labels_report()
+
+    def finalize(self) -> dict[str, Any]:
+        return self.labels_report()
 
     def estimate_seconds(self, item: Item) -> float | None:
         """Duration from the file header (WAV, FLAC, OGG: what soundfile reads); None for other formats

@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from shards.bounded import MAX_TABLE_BYTES, bounded_lines, open_bounded
+from shards.cli_types import bounded_float, bounded_int
+
 from ..decode import decode_audio
 from ..download import DownloadError, extract, fetch, split_parts
 from ..engine import Item, SkipItem
@@ -81,8 +84,8 @@ def parse_zenodo_files(doc: Any) -> dict[str, dict[str, Any]]:
 def read_md5_file(path: str) -> dict[str, dict[str, Any]]:
     """``md5sum`` output (``<hex>  <name>``) -> {name: {"md5": hex, "size": None}}."""
     out = {}
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
+    with open_bounded(path, MAX_TABLE_BYTES, "md5 file") as f:
+        for n, line in enumerate(bounded_lines(f, "md5 file", name=path), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -156,8 +159,8 @@ def _split_list(value: str) -> list[str]:
 def read_vocabulary(path: str) -> dict[str, str]:
     """``vocabulary.csv`` (``index,label,mid``, no header) -> {mid: label}."""
     out = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f), 1):
+    with open_bounded(path, MAX_TABLE_BYTES, "vocabulary CSV", newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(bounded_lines(f, "vocabulary CSV", name=path)), 1):
             if not row:
                 continue
             if len(row) != 3 or not _MID_RE.match(row[2].strip()):
@@ -205,14 +208,14 @@ def read_ground_truth(root: str, splits: tuple[str, ...] = SPLITS) -> tuple[dict
         if csv_name == "dev.csv" and not want & {"train", "val"} or csv_name == "eval.csv" and "eval" not in want:
             continue
         path = ground_truth_path(root, csv_name)
-        with open(path, newline="", encoding="utf-8") as f:
-            rd = csv.DictReader(f)
+        with open_bounded(path, MAX_TABLE_BYTES, "ground-truth CSV", newline="", encoding="utf-8") as f:
+            rd = csv.DictReader(bounded_lines(f, "ground-truth CSV", name=path))
             need = {"fname", "labels", "mids"} | ({"split"} if csv_name == "dev.csv" else set())
             if not need <= set(rd.fieldnames or []):
                 raise ValueError(f"{path}: expected columns {sorted(need)}, got {rd.fieldnames}")
             for n, row in enumerate(rd, 2):
                 fname = (row["fname"] or "").strip()
-                if not fname.isdigit():
+                if not (fname.isascii() and fname.isdigit() and len(fname) <= 20):
                     raise ValueError(f"{path}:{n}: bad fname {fname!r}")
                 split = (row.get("split") or "").strip() if csv_name == "dev.csv" else "eval"
                 if split not in (("train", "val") if csv_name == "dev.csv" else ("eval",)):
@@ -272,9 +275,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--md5-file", default=None, help="md5sum-format file of the archives (instead of the record API)")
     p.add_argument("--skip-md5", action="store_true", help="do not verify checksums (not recommended)")
     p.add_argument("--delete-archives", action="store_true", help="delete the archives after extraction")
-    p.add_argument("--download-retries", type=int, default=5, help="retries per file without progress (default 5)")
-    p.add_argument("--download-backoff", type=float, default=2.0, help="first retry delay in seconds")
-    p.add_argument("--download-timeout", type=float, default=60.0, help="network timeout in seconds")
+    p.add_argument("--download-retries", type=bounded_int(0, 100), default=5, help="retries per file without progress (default 5)")
+    p.add_argument("--download-backoff", type=bounded_float(0.0, 3600.0), default=2.0, help="first retry delay in seconds")
+    p.add_argument("--download-timeout", type=bounded_float(0.1, 3600.0), default=60.0, help="network timeout in seconds")
 
 
 class _Spec:
