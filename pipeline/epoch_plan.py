@@ -8,7 +8,7 @@ order) alone; world size, DataLoader workers and gradient accumulation only deci
 * The sequence is cut into ``P = global_batch`` contiguous *lanes* of ``N // P`` or ``N // P + 1`` clips; the
   longer lanes are spread evenly over the lane indices (so every rank and worker gets its share of the tail).
   A lane reads a contiguous run of shards, sequentially.
-* Inside a lane, blocks of ``block`` clips are permuted by a generator seeded by ``(seed, e, lane, block)``:
+* Inside a lane, blocks of ``block`` clips are permuted by a generator positioned at ``(seed, e, lane, block)``:
   lane position ``i`` maps to a clip without any history, so resuming at any step is a seek.
 * Row ``p`` of the global batch of step ``t`` is lane ``p`` at position ``t mod steps_per_epoch``
   (``steps_per_epoch = ceil(N / P)``).  A lane shorter than that repeats its last clip in the epoch's last
@@ -47,6 +47,27 @@ def dataset_fingerprint(shards: Iterable[tuple[str, int]]) -> str:
     return h.hexdigest()
 
 
+class CounterRng:
+    """One ``np.random.Generator`` re-positioned on demand: ``at(a, b, c)`` is a pure function of
+    ``(seed, stream, a, b, c)`` (Philox keyed by ``(seed, stream)``, counter ``(0, c, b, a)``: the draws
+    advance the lowest word, so streams of neighbouring ``a`` never overlap).  About 1.4 us per call,
+    where a fresh seeded generator costs about 15 us."""
+
+    def __init__(self, seed: int, stream: int) -> None:
+        key = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, np.uint64)
+        self._bg = np.random.Philox(key=key)
+        self.gen = np.random.Generator(self._bg)
+        self._state = self._bg.state
+
+    def at(self, a: int, b: int, c: int = 0) -> np.random.Generator:
+        st = self._state
+        st["state"]["counter"][:] = (0, c, b, a)
+        st["buffer_pos"] = 4
+        st["has_uint32"] = 0
+        self._bg.state = st
+        return self.gen
+
+
 class EpochPlan:
     """The epoch order over shards of ``sizes`` clips for a global batch of ``global_batch`` rows."""
 
@@ -64,6 +85,7 @@ class EpochPlan:
         self.q, self.rem = divmod(self.num_clips, self.lanes)
         self.steps_per_epoch = self.q + (1 if self.rem else 0)
         self._epoch: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._blocks = CounterRng(self.seed, 0x626C6B)  # 'blk'
 
     # ------------------------------------------------------------ lanes (O(1) each)
 
@@ -96,7 +118,7 @@ class EpochPlan:
 
     def block_perm(self, epoch: int, lane: int, b: int) -> np.ndarray:
         n = min(self.block, self.lane_len(lane) - b * self.block)
-        return np.random.default_rng([self.seed, int(epoch), int(lane), int(b)]).permutation(n)
+        return self._blocks.at(int(epoch), int(lane), int(b)).permutation(n)
 
     def storage(self, epoch: int, lane: int, pos: int, perm: np.ndarray | None = None) -> tuple[int, bool]:
         """``(index of the clip in the lane's reading order, valid)`` for lane position ``pos``."""

@@ -7,9 +7,9 @@ order when one ends, and keeps only the samples its worker will turn into rows. 
 holds fewer samples than its manifest says, leaves its missing clips as rows of the padding template with
 ``valid = False`` (counted); samples beyond the manifest's count are never read.
 
-Every row's sampler randomness comes from a counter-based generator (Philox) keyed by the seed with the
-counter ``(step, lane)``, set per row (about 1.4 us), so a crop is the same whatever the world size or the
-number of workers.  Batch-level transforms (``sampler.collate``) get ``(step, first lane of the part)``.
+Every row's sampler randomness comes from a counter-based generator (:class:`CounterRng`, Philox) keyed
+by the seed and positioned at ``(step, lane)``, set per row (about 1.4 us), so a crop is the same whatever
+the world size or the number of workers.  Batch-level transforms (``sampler.collate``) get ``(step, first lane of the part)``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .epoch_plan import EpochPlan, RankLayout
+from .epoch_plan import CounterRng, EpochPlan, RankLayout
 from .tario import CorruptSample, decode_clip, iter_tar_stream
 
 if TYPE_CHECKING:
@@ -28,24 +28,6 @@ if TYPE_CHECKING:
     from .samplers.base import Sampler
 
 log = logging.getLogger("melstream.pipeline")
-
-
-class RowRng:
-    """One ``np.random.Generator`` per worker, re-positioned per row: a pure function of ``(seed, a, b, c)``."""
-
-    def __init__(self, seed: int) -> None:
-        key = np.random.SeedSequence([int(seed), 0x6D656C]).generate_state(2, np.uint64)
-        self._bg = np.random.Philox(key=key)
-        self.gen = np.random.Generator(self._bg)
-        self._state = self._bg.state
-
-    def at(self, a: int, b: int, c: int = 0) -> np.random.Generator:
-        st = self._state
-        st["state"]["counter"][:] = (a, b, c, 0)
-        st["buffer_pos"] = 4
-        st["has_uint32"] = 0
-        self._bg.state = st
-        return self.gen
 
 
 class LaneCursor:
@@ -133,7 +115,7 @@ def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iter
     lanes, phase = lay.worker(wid)
     urls = [s.url for s in ds.shards]
     spe, S = plan.steps_per_epoch, plan.block
-    rng = RowRng(ds.seed)
+    rng = CounterRng(ds.seed, 0x726F77)  # 'row'
     template = ds._padding_template()[0]
     start = ds.resume_step
 
