@@ -205,8 +205,8 @@ class MelStream(IterableDataset):
             self.layout = RankLayout.make(self.global_batch, self.rank, self.world_size, self.num_workers)
             if getattr(sampler, "stateful", False):
                 log.warning("sampler %s keeps state across examples (mixup memory, triplet pool) in each DataLoader "
-                            "worker: in epoch order its batches are exact across world sizes only at the same "
-                            "workers per lane group; clip keys and crops stay exact", sampler.name)
+                            "worker: in epoch order its examples are exact only at the same world size and workers "
+                            "(the clips of every batch and their crops stay exact on any)", sampler.name)
 
     # ------------------------------------------------------------ planning (eval)
 
