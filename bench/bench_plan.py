@@ -50,8 +50,8 @@ def plan_rank(shard_dir: str, seed: int, global_batch: int, rank: int, world: in
     for k in range(workers):
         lanes, _ = lay.worker(k)
         for p in lanes:
-            b = min(pos, plan.lane_len(p) - 1) // plan.block
-            plan.locate(e, plan.lane_start(p) + b * plan.block)
+            b = plan.block_of(p, pos)
+            plan.locate(e, plan.lane_start(p) + plan.block_range(p, b)[0])
             plan.block_perm(e, p, b)
             seeks += 1
     return {"steps_per_epoch": plan.steps_per_epoch, "lanes": seeks, "clips": plan.num_clips}

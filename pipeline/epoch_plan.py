@@ -9,7 +9,9 @@ order) alone; world size, DataLoader workers and gradient accumulation only deci
   longer lanes are spread evenly over the lane indices (so every rank and worker gets its share of the tail).
   A lane reads a contiguous run of shards, sequentially.
 * Inside a lane, blocks of ``block`` clips are permuted by a generator positioned at ``(seed, e, lane, block)``:
-  lane position ``i`` maps to a clip without any history, so resuming at any step is a seek.
+  lane position ``i`` maps to a clip without any history, so resuming at any step is a seek.  Lane ``p``'s
+  block boundaries are shifted by ``p mod block``, so at every step only about ``1/block`` of the lanes start
+  a block: the reading is spread evenly over the steps instead of coming all at once every ``block`` steps.
 * Row ``p`` of the global batch of step ``t`` is lane ``p`` at position ``t mod steps_per_epoch``
   (``steps_per_epoch = ceil(N / P)``).  A lane shorter than that repeats its last clip in the epoch's last
   step, marked ``valid = False``: every clip is read exactly once per epoch.
@@ -22,7 +24,6 @@ and position: nothing is ever materialised per clip.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -116,24 +117,32 @@ class EpochPlan:
 
     # ------------------------------------------------------------ positions in a lane
 
+    def block_of(self, lane: int, pos: int) -> int:
+        """The block holding lane position ``pos`` (a short lane's padding position: its last clip's)."""
+        return (min(pos, self.lane_len(lane) - 1) + lane % self.block) // self.block
+
+    def block_range(self, lane: int, b: int) -> tuple[int, int]:
+        """``(first position, length)`` of block ``b`` of a lane (boundaries shifted by ``lane mod block``)."""
+        shift = lane % self.block
+        a = max(b * self.block - shift, 0)
+        return a, min((b + 1) * self.block - shift, self.lane_len(lane)) - a
+
     def block_perm(self, epoch: int, lane: int, b: int) -> np.ndarray:
-        n = min(self.block, self.lane_len(lane) - b * self.block)
-        return self._blocks.at(int(epoch), int(lane), int(b)).permutation(n)
+        return self._blocks.at(int(epoch), int(lane), int(b)).permutation(self.block_range(lane, b)[1])
 
     def storage(self, epoch: int, lane: int, pos: int, perm: np.ndarray | None = None) -> tuple[int, bool]:
         """``(index of the clip in the lane's reading order, valid)`` for lane position ``pos``."""
         n = self.lane_len(lane)
-        valid = pos < n
-        b, o = divmod(min(pos, n - 1), self.block)
+        b = self.block_of(lane, pos)
+        a = self.block_range(lane, b)[0]
         if perm is None:
             perm = self.block_perm(epoch, lane, b)
-        return b * self.block + int(perm[o]), valid
+        return a + int(perm[min(pos, n - 1) - a]), pos < n
 
     def lane_clips(self, epoch: int, lane: int) -> np.ndarray:
         """Global positions (in the epoch's shard sequence) of the lane's clips, in lane-position order."""
-        n, out = self.lane_len(lane), []
-        for b in range(math.ceil(n / self.block)):
-            out.append(b * self.block + self.block_perm(epoch, lane, b))
+        out = [self.block_range(lane, b)[0] + self.block_perm(epoch, lane, b)
+               for b in range(self.block_of(lane, self.lane_len(lane) - 1) + 1)]
         return self.lane_start(lane) + np.concatenate(out)
 
     def clip_ids(self, epoch: int, g: np.ndarray) -> np.ndarray:

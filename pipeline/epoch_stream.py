@@ -114,7 +114,7 @@ def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iter
     lay = RankLayout.make(ds.global_batch, ds.rank, ds.world_size, nw)
     lanes, phase = lay.worker(wid)
     urls = [s.url for s in ds.shards]
-    spe, S = plan.steps_per_epoch, plan.block
+    spe = plan.steps_per_epoch
     rng = CounterRng(ds.seed, 0x726F77)  # 'row'
     template = ds._padding_template()[0]
     start = ds.resume_step
@@ -142,12 +142,13 @@ def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iter
             rows, valid = [], []
             for p in lanes:
                 n = plan.lane_len(p)
-                b = min(pos, n - 1) // S
+                b = plan.block_of(p, pos)
                 if p not in blocks or blocks[p][0] != b:
                     perm = plan.block_perm(e, p, b)
-                    cand = list(range(b * S, min(b * S + S, n))) + ([spe - 1] if b * S + S >= n and n < spe else [])
+                    a = plan.block_range(p, b)[0]
+                    cand = list(range(a, a + len(perm))) + ([spe - 1] if a + len(perm) >= n and n < spe else [])
                     keep = {plan.storage(e, p, q, perm)[0] for q in cand if mine(e, q)}
-                    blocks[p] = (b, perm, cursors[p].read(b * S, len(perm), keep))
+                    blocks[p] = (b, perm, cursors[p].read(a, len(perm), keep))
                 s, ok = plan.storage(e, p, pos, blocks[p][1])
                 raw = blocks[p][2].get(s)  # a short lane's last clip is read twice
                 ex = None

@@ -21,15 +21,33 @@ def synth(tmp_path_factory) -> str:
     return write_dir(str(tmp_path_factory.mktemp("elastic")), "e", SIZES, frames=200)
 
 
+def small_block_loader(shards: str, batch: int, block: int, **kw):
+    """``build_loader`` in epoch order with another shuffle block (the trainer always uses 32)."""
+    from torch.utils.data import DataLoader
+
+    from pipeline import MelStream, build_sampler, read_manifests
+    from pipeline.epoch_stream import StepBatches
+
+    facts = read_manifests([shards])
+    smp = build_sampler("crop", n_frames=16)
+    smp.bind(facts)
+    ds = MelStream(facts, smp, batch, order="epoch", block=block, return_keys=True, **kw)
+    return StepBatches(DataLoader(ds, batch_size=None, num_workers=kw.get("num_workers", 0)), ds.layout,
+                       kw.get("grad_accum", 1))
+
+
 def global_batches(shards: str, world: int, workers: int, steps: int, start: int = 0, accum: int = 1,
-                   global_batch: int = 4, seed: int = 1) -> list[dict]:
+                   global_batch: int = 4, seed: int = 1, block: int | None = None) -> list[dict]:
     """Every rank's loader from ``start``; rows of each step put together in rank (and micro-batch) order."""
     per_rank = []
     for r in range(world):
-        loader, info = build_loader([shards], "crop", global_batch // (world * accum), seed=seed, rank=r,
-                                    world_size=world, num_workers=workers, resume_step=start, data_order="epoch",
-                                    grad_accum=accum, return_keys=True, sampler_kwargs={"n_frames": 16})
-        assert info.extra["global_batch"] == global_batch
+        kw = dict(seed=seed, rank=r, world_size=world, num_workers=workers, resume_step=start, grad_accum=accum)
+        if block is None:
+            loader, info = build_loader([shards], "crop", global_batch // (world * accum), data_order="epoch",
+                                        return_keys=True, sampler_kwargs={"n_frames": 16}, **kw)
+            assert info.extra["global_batch"] == global_batch
+        else:
+            loader = small_block_loader(shards, global_batch // (world * accum), block, **kw)
         it = iter(loader)
         per_rank.append([next(it) for _ in range(steps * accum)])
     out = []
@@ -74,6 +92,25 @@ def test_every_clip_once_per_epoch(reference):
 ])
 def test_same_global_batches_on_any_world_size_and_workers(synth, reference, world, workers, start, accum):
     assert_same(global_batches(synth, world, workers, 20 - start, start=start, accum=accum), reference[start:])
+
+
+def test_blocks_of_three_lanes_seek_across_blocks_and_shards(synth):
+    """Blocks of 3 clips (boundaries shifted per lane): a resume lands mid-block, lanes cross blocks and shards."""
+    ref = global_batches(synth, 1, 0, 12, block=3)
+    assert_same(global_batches(synth, 2, 2, 7, start=5, block=3), ref[5:])
+    valid = sorted(k for b in ref[:8] for k, v in zip(b["keys"], b["valid"]) if v)
+    assert valid == [f"c{i:05d}" for i in range(31)]
+
+
+def test_lane_positions_are_a_permutation_of_the_lane():
+    plan = EpochPlan([5, 0, 9, 4, 13], seed=2, global_batch=3, block=4)
+    for e in range(2):
+        for p in range(3):
+            n = plan.lane_len(p)
+            got = [plan.storage(e, p, i)[0] for i in range(n)]
+            assert sorted(got) == list(range(n)) and got != list(range(n))
+            assert (plan.lane_clips(e, p) - plan.lane_start(p)).tolist() == got
+    assert [plan.block_range(p, 0) for p in range(3)] == [(0, 4), (0, 3), (0, 2)]  # shifted boundaries
 
 
 def test_a_broken_shard_gives_the_same_padding_rows_everywhere(synth, tmp_path):
