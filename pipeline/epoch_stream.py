@@ -128,7 +128,8 @@ def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iter
 
     epoch = -1
     cursors: dict[int, LaneCursor] = {}
-    blocks: dict[int, tuple[int, np.ndarray, dict]] = {}
+    blocks: dict[int, tuple[int, int, np.ndarray, dict]] = {}  # lane -> (first position, end, perm, samples)
+    lens = {p: plan.lane_len(p) for p in lanes}
     t = start + phase
     try:
         while True:
@@ -141,16 +142,18 @@ def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iter
                 blocks = {}
             rows, valid = [], []
             for p in lanes:
-                n = plan.lane_len(p)
-                b = plan.block_of(p, pos)
-                if p not in blocks or blocks[p][0] != b:
+                n = lens[p]
+                q = pos if pos < n else n - 1  # a short lane's padding row repeats its last clip
+                blk = blocks.get(p)
+                if blk is None or not blk[0] <= q < blk[1]:
+                    b = plan.block_of(p, pos)
                     perm = plan.block_perm(e, p, b)
                     a = plan.block_range(p, b)[0]
                     cand = list(range(a, a + len(perm))) + ([spe - 1] if a + len(perm) >= n and n < spe else [])
-                    keep = {plan.storage(e, p, q, perm)[0] for q in cand if mine(e, q)}
-                    blocks[p] = (b, perm, cursors[p].read(a, len(perm), keep))
-                s, ok = plan.storage(e, p, pos, blocks[p][1])
-                raw = blocks[p][2].get(s)  # a short lane's last clip is read twice
+                    keep = {a + int(perm[min(c, n - 1) - a]) for c in cand if mine(e, c)}
+                    blk = blocks[p] = (a, a + len(perm), perm, cursors[p].read(a, len(perm), keep))
+                s, ok = blk[0] + int(blk[2][q - blk[0]]), pos < n
+                raw = blk[3].get(s)  # a short lane's last clip is read twice
                 ex = None
                 if raw is None:
                     ds.counter.add("lost_samples")
