@@ -101,3 +101,15 @@ def test_resume_with_another_global_batch_is_refused(demo_small, tmp_path):
 
     rc = main(["--shards", shards, "--out", str(out), "--steps", "4", "--num-workers", "0", "--resume", *flags])
     assert rc == 2
+
+
+def test_a_launched_process_without_a_process_group_is_refused(demo_small, tmp_path, monkeypatch, capsys):
+    """torchrun on CPU without ACCELERATE_USE_CPU: Accelerate forms no group, so each process would train
+    alone into the same --out; refused with one line."""
+    from train.pretrain import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    rc = main(["--shards", os.path.join(demo_small[0], "pretrain"), "--out", str(tmp_path / "r"), "--steps", "1",
+               "--num-workers", "0", *FLAGS])
+    assert rc == 2 and "WORLD_SIZE=2" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .data_state import FILE as DATA_STATE
 from .data_state import check_resume, data_state, read_data_state
 from .export import load_weights, save_encoder
-from .nodes import write_node_record
+from .nodes import check_launch, write_node_record
 from .optim import build_optimizer, build_scheduler, replan_scheduler
 from .validate import build_checked, check_run
 
@@ -295,6 +295,7 @@ def setup(cfg: TrainConfig) -> Run:
                          f"{global_batch // cfg.grad_accum}; use more processes or a smaller --batch-size instead")
     trackers = _trackers(cfg)
     acc = _accelerator(cfg, trackers)
+    check_launch(acc)  # a launcher's process that formed no process group (train/nodes.py)
     world = acc.num_processes
     if global_batch % (world * cfg.grad_accum):
         raise ValueError(f"--batch-size {global_batch} is not divisible by world_size x grad_accum = {world * cfg.grad_accum}")

@@ -42,3 +42,14 @@ def write_node_record(out: str, acc: Any) -> str | None:
     atomic_write_json(path, {**info, "local_world_size": _env_int("LOCAL_WORLD_SIZE") or 1,
                              "world_size": int(acc.num_processes), "pid": os.getpid()})
     return path
+
+
+def check_launch(acc: Any) -> None:
+    """Refuse a process that a launcher started as one of several (``WORLD_SIZE`` > 1) but that formed no
+    process group: on CPU, Accelerate joins a torchrun-style launch only with ``ACCELERATE_USE_CPU=true``,
+    and every process would otherwise train alone, all writing into the same ``--out``."""
+    launched = _env_int("WORLD_SIZE") or 1
+    if launched > 1 and int(acc.num_processes) == 1:
+        raise ValueError(f"this process was launched as one of WORLD_SIZE={launched} processes but joined no process "
+                         f"group (on CPU, set ACCELERATE_USE_CPU=true for torchrun-style launchers); refusing to train "
+                         f"alone into a shared --out")
