@@ -113,3 +113,23 @@ def test_a_launched_process_without_a_process_group_is_refused(demo_small, tmp_p
                "--num-workers", "0", *FLAGS])
     assert rc == 2 and "WORLD_SIZE=2" in capsys.readouterr().err
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_checks_of_the_data_state(caplog):
+    from train.data_state import check_resume
+
+    now = {"data_order": "epoch", "seed": 3, "step": 4, "global_batch": 8, "block": 32, "dataset": "a", "num_clips": 24}
+    check_resume(dict(now, world_size=1, num_workers=0), dict(now, world_size=4, num_workers=2), "ckpt")  # elastic
+    for change, words in (({"seed": 4}, "--seed 4"), ({"global_batch": 16}, "--batch-size 16"),
+                          ({"data_order": "resampled"}, "--data-order resampled")):
+        try:
+            check_resume(dict(now, **change), now, "ckpt")
+        except ValueError as e:
+            assert words in str(e) and "\n" not in str(e)
+        else:
+            raise AssertionError(f"{change} was not refused")
+    with caplog.at_level("WARNING", logger="melstream.train"):
+        check_resume(dict(now, dataset="b", num_clips=30), now, "ckpt")  # other shards: a warning, not an error
+        check_resume(None, now, "ckpt")  # a checkpoint from before data_state.json
+    assert "shards differ" in caplog.text and "records no data order" in caplog.text
+    check_resume(None, dict(now, data_order="resampled"), "ckpt")
