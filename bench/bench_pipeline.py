@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders-only", action="store_true",
                     help="only the epoch (elastic) vs resampled order comparison, into --orders-out")
     ap.add_argument("--orders-out", default="bench/results/pipeline_elastic.json")
-    ap.add_argument("--orders-rounds", type=int, default=64, help="a multiple of the 32-clip shuffle block")
+    ap.add_argument("--orders-rounds", type=int, default=128, help="a multiple of the 32-clip shuffle block")
     ap.add_argument("--orders-repeat", type=int, default=200, help="list the bench shards this many times")
     a = ap.parse_args(argv)
 
