@@ -203,6 +203,11 @@ class MelStream(IterableDataset):
                 raise ValueError("epoch order reads every clip once per epoch: crops_per_clip must be 1")
             self.plan_epoch = EpochPlan([s.samples for s in self.shards], self.seed, self.global_batch, self.block)
             self.layout = RankLayout.make(self.global_batch, self.rank, self.world_size, self.num_workers)
+            if self.layout.phases > 1:
+                log.warning("epoch order: %d rows per rank for %d workers: %d workers share each lane group by steps, "
+                            "each passing over the samples of the others' steps (use at most %d workers, or a "
+                            "divisor of it, to give each worker lanes of its own)", self.layout.rows,
+                            self.layout.workers, self.layout.phases, self.layout.rows)
             if getattr(sampler, "stateful", False):
                 log.warning("sampler %s keeps state across examples (mixup memory, triplet pool) in each DataLoader "
                             "worker: in epoch order its examples are exact only at the same world size and workers "

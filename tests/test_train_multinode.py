@@ -62,7 +62,7 @@ def _losses(out) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl"))}
 
 
-def test_elastic_resume_one_two_nodes_one(demo_small, tmp_path):
+def test_elastic_resume_one_two_nodes_one(demo_small, tmp_path, one_torch_thread):
     shards = os.path.join(demo_small[0], "pretrain")  # 24 clips: 3 steps of 8 per epoch, 6 steps = 2 epochs
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     ref = _in_process(["--shards", shards, "--out", str(whole), "--steps", "6", "--num-workers", "0", *FLAGS])
@@ -92,7 +92,7 @@ def test_elastic_resume_one_two_nodes_one(demo_small, tmp_path):
     assert json.load(open(parts / "encoder.json"))["step"] == 6  # exported at the end
 
 
-def test_resume_with_another_global_batch_is_refused(demo_small, tmp_path):
+def test_resume_with_another_global_batch_is_refused(demo_small, tmp_path, one_torch_thread):
     shards = os.path.join(demo_small[0], "pretrain")
     out = tmp_path / "run"
     flags = [f for f in FLAGS]
