@@ -127,6 +127,24 @@ def test_a_broken_shard_gives_the_same_padding_rows_everywhere(synth, tmp_path):
     assert sum(int(b["valid"].sum()) for b in one) == 32 - invalid
 
 
+def test_shards_over_http_give_the_same_batches(synth, reference):
+    """Streams instead of mmap: every lane holds its own HTTP connection and skips by reading."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.test_pipeline_stream import _Quiet
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=synth))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        got = global_batches(f"http://127.0.0.1:{server.server_address[1]}/", 2, 0, 6, start=6)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_same(got, reference[6:12])
+
+
 def test_plan_refuses_what_it_cannot_keep_exact(synth):
     with pytest.raises(ValueError, match="not divisible by world size"):
         RankLayout.make(6, 0, 4, 1)
