@@ -94,6 +94,25 @@ def test_same_global_batches_on_any_world_size_and_workers(synth, reference, wor
     assert_same(global_batches(synth, world, workers, 20 - start, start=start, accum=accum), reference[start:])
 
 
+def test_a_stateful_sampler_keeps_the_clips_exact(synth, caplog):
+    """``views`` with its mixup memory: examples depend on the worker's earlier clips, the clips do not."""
+    def keys(world, workers, start, steps):
+        out = [[] for _ in range(steps)]
+        for r in range(world):
+            loader, _ = build_loader([synth], "views", 4 // world, seed=1, rank=r, world_size=world, num_workers=workers,
+                                     resume_step=start, data_order="epoch", return_keys=True,
+                                     sampler_kwargs={"n_frames": 16, "augment_on": "worker"})
+            it = iter(loader)
+            for s in range(steps):
+                out[s] += next(it)["__key__"]
+        return out
+
+    with caplog.at_level("WARNING", logger="melstream.pipeline"):
+        ref = keys(1, 0, 0, 10)
+    assert "keeps state" in caplog.text
+    assert keys(2, 1, 4, 6) == ref[4:]
+
+
 def test_blocks_of_three_lanes_seek_across_blocks_and_shards(synth):
     """Blocks of 3 clips (boundaries shifted per lane): a resume lands mid-block, lanes cross blocks and shards."""
     ref = global_batches(synth, 1, 0, 12, block=3)
