@@ -112,6 +112,7 @@ bench-ingest: setup
 
 bench-pipeline: setup
 	$(PYTHON) bench/bench_pipeline.py --data $(DATA)/bench_pipeline --out bench/results/pipeline.json
+	$(PYTHON) bench/bench_plan.py
 
 bench-models: setup
 	$(PYTHON) bench/bench_models.py

@@ -10,6 +10,9 @@ numpy's BLAS to one thread there), so the figures are measured in this process w
 settings and reported per CPU-second of that one thread (``cpu``) -- what one worker delivers on a
 core of its own -- next to wall-clock rates (``wall``), which on a shared machine also count the time
 other processes held the core.  Writes ``bench/results/pipeline.json``.
+
+The epoch (elastic) data order against today's resampled order, side by side for ``crop`` and ``views``
+(``--orders-only``: just that, into ``bench/results/pipeline_elastic.json``).
 """
 from __future__ import annotations
 
@@ -163,6 +166,83 @@ def side_by_side(shard_dir: str, audio_dir: str, name: str, batch: int, rounds: 
             "ratio": float(np.median(ratios)), "ratio_min": float(min(ratios))}
 
 
+def _stream(shard_dir: str, name: str, batch: int, order: str, repeat: int):
+    """An in-process iterator of one worker's batches in ``order`` over the shards listed ``repeat`` times
+    (a dataset ``repeat`` x larger, so epoch-order lanes are as long as on a real corpus)."""
+    import dataclasses
+
+    from pipeline import MelStream, build_sampler, read_manifests
+
+    facts = read_manifests([shard_dir])
+    facts = dataclasses.replace(facts, shards=list(facts.shards) * repeat, num_clips=facts.num_clips * repeat)
+    smp = build_sampler(name)
+    smp.bind(facts)
+    ds = MelStream(facts, smp, batch, mode="train", seed=0, order=order)
+    return iter(ds)
+
+
+def side_by_side_orders(shard_dir: str, name: str, batch: int, rounds: int, warmup: int, repeat: int) -> dict:
+    """Epoch order (elastic) and today's resampled order, one batch each in turn, in this process: ``cost`` is
+    (total epoch time / total resampled time) - 1 over all rounds (``cost_halves``: the same over each half),
+    totals rather than a median, as epoch-order lanes read a block of clips every 32 steps."""
+    its = {o: _stream(shard_dir, name, batch, o, repeat) for o in ("resampled", "epoch")}
+    for it in its.values():
+        for _ in range(warmup):
+            next(it)
+    t: dict[str, list[float]] = {"resampled": [], "epoch": []}
+    for r in range(rounds):
+        for k in (("resampled", "epoch") if r % 2 == 0 else ("epoch", "resampled")):
+            c0 = time.thread_time()
+            next(its[k])
+            t[k].append(time.thread_time() - c0)
+    h = rounds // 2
+    return {"resampled": batch * rounds / sum(t["resampled"]), "epoch": batch * rounds / sum(t["epoch"]),
+            "cost": sum(t["epoch"]) / sum(t["resampled"]) - 1.0,
+            "cost_halves": [sum(t["epoch"][:h]) / sum(t["resampled"][:h]) - 1.0,
+                            sum(t["epoch"][h:]) / sum(t["resampled"][h:]) - 1.0]}
+
+
+def skip_cost_us(shard_dir: str, passes: int = 5) -> float:
+    """Microseconds to pass over one sample without decoding it (what a worker sharing its lanes with other
+    workers by steps pays per sample of theirs): mmap'ed tar headers only."""
+    from pipeline.dataset import open_shard
+    from pipeline.tario import iter_tar_stream
+    from shards import read_manifest
+
+    names = [os.path.join(shard_dir, s["name"]) for s in read_manifest(shard_dir)["shards"]]
+    best = float("inf")
+    for _ in range(passes):
+        n, c0 = 0, time.thread_time()
+        for path in names:
+            with open_shard(path) as f:
+                for _ in iter_tar_stream(f):
+                    n += 1
+        best = min(best, (time.thread_time() - c0) / max(n, 1))
+    return best * 1e6
+
+
+def orders_section(shard_dir: str, batch: int, rounds: int, warmup: int, repeat: int) -> dict:
+    res = {k: side_by_side_orders(shard_dir, k, batch, rounds, warmup, repeat) for k in ("crop", "views")}
+    for k, r in res.items():
+        print(f"{k:8s} resampled {r['resampled']:7.0f} /s vs epoch (elastic) {r['epoch']:7.0f} /s per worker, side by "
+              f"side: cost {100 * r['cost']:+.1f} % (halves {100 * r['cost_halves'][0]:+.1f} / "
+              f"{100 * r['cost_halves'][1]:+.1f})",
+              flush=True)
+    skip = skip_cost_us(shard_dir)
+    print(f"skipping one sample without decoding: {skip:.2f} us", flush=True)
+    return {"side_by_side_examples_per_s_per_worker": {k: {"resampled": round(r["resampled"]), "epoch": round(r["epoch"])}
+                                                       for k, r in res.items()},
+            "epoch_cost_percent": {k: round(100 * r["cost"], 1) for k, r in res.items()},
+            "epoch_cost_percent_halves": {k: [round(100 * c, 1) for c in r["cost_halves"]] for k, r in res.items()},
+            "skip_one_sample_us": round(skip, 2),
+            "settings": {"batch_size": batch, "rounds": rounds, "warmup_batches": warmup, "shards_listed_times": repeat,
+                         "measure": "total thread CPU time of the epoch-order batches / of the resampled ones, batches "
+                                    "taken in turn in one process (one worker's work), over all rounds",
+                         "skip_note": "a worker that shares lanes with h-1 others by steps (fewer lanes per rank than "
+                                      "workers) passes over h-1 samples per row it makes"},
+            "target_cost_percent": 5}
+
+
 def bench_workers(shard_dir: str, name: str, batch: int, n: int, workers: int) -> float:
     from pipeline import build_loader
 
@@ -188,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-side", type=int, default=9,
                     help="batches of each path before the side-by-side rounds (9 x 256 fills the 2048-entry mixup memory)")
     ap.add_argument("--workers", type=int, default=2, help="also measure this many DataLoader workers (0: skip)")
+    ap.add_argument("--orders-only", action="store_true",
+                    help="only the epoch (elastic) vs resampled order comparison, into --orders-out")
+    ap.add_argument("--orders-out", default="bench/results/pipeline_elastic.json")
+    ap.add_argument("--orders-rounds", type=int, default=128, help="a multiple of the 32-clip shuffle block")
+    ap.add_argument("--orders-repeat", type=int, default=200, help="list the bench shards this many times")
     a = ap.parse_args(argv)
 
     import logging
@@ -199,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     shard_dir, audio_dir = make_data(a.data, a.clips)
     threadpool_limits(1, user_api="blas")  # what a DataLoader worker runs with
     torch.set_num_threads(1)
+    orders = orders_section(shard_dir, a.batch, a.orders_rounds, a.warmup, a.orders_repeat)
+    orders["machine"] = {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+                         "platform": platform.platform(), "torch": torch.__version__}
+    if a.orders_only:
+        os.makedirs(os.path.dirname(os.path.abspath(a.orders_out)), exist_ok=True)
+        with open(a.orders_out, "w") as f:
+            json.dump(orders, f, indent=1)
+        return 0
     res: dict[str, dict] = {"samplers": {}}
     for name in SAMPLER_NAMES:
         res["samplers"][name] = bench_shards(shard_dir, name, a.batch, a.batches, a.warmup)
@@ -249,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "window (median alongside); wall-clock rates count time other processes held the core"},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                     "load_average_1m": round(os.getloadavg()[0], 2), "cuda": torch.cuda.is_available()},
+        "epoch_order_vs_resampled": orders,
         "seconds": round(time.time() - t_start, 1),
     }
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

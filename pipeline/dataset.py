@@ -9,6 +9,10 @@ their sample counts, from its own generator seeded by ``(seed, rank, worker, res
 is endless, so DDP ranks never run dry at different times, and a resumed run does not replay the
 sequence it already saw.
 
+Training in epoch order (``order='epoch'``): every clip once per epoch, the global sequence of batches a
+function of ``(seed, step)`` and the dataset alone, so a run resumes exactly on any world size or worker
+count (``pipeline/epoch_plan.py``, ``pipeline/epoch_stream.py``, docs/training.md).
+
 Evaluation mode (``mode='eval'``): shards are dealt to ranks, then to workers (largest first, to the
 least loaded), so every clip is read exactly once.  From the manifests' sample counts every process
 computes the same plan, and every rank yields the same number of batches, each exactly ``batch_size``
@@ -38,12 +42,16 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .epoch_plan import DEFAULT_BLOCK, EpochPlan, RankLayout
+from .epoch_stream import epoch_worker
 from .manifests import DatasetFacts, ShardRef
 from .samplers.base import Sampler
 from .tario import CorruptSample, decode_clip, iter_tar_stream, map_file
 from .urls import local_path, open_stream, scheme_of
 
 log = logging.getLogger("melstream.pipeline")
+
+ORDERS = ("resampled", "epoch")  # training data orders
 
 
 # Local shards are read through a read-only mmap: member bytes are zero-copy views, and chunks a crop
@@ -159,10 +167,13 @@ class MelStream(IterableDataset):
     def __init__(self, facts: DatasetFacts, sampler: Sampler, batch_size: int, mode: str = "train", seed: int = 0,
                  rank: int = 0, world_size: int = 1, num_workers: int = 0, resume_step: int = 0,
                  shuffle_buffer: int = 1000, crops_per_clip: int = 1, allow_pipe: bool = False,
-                 return_keys: bool = False, counter: SkipCounter | None = None):
+                 return_keys: bool = False, counter: SkipCounter | None = None, order: str = "resampled",
+                 grad_accum: int = 1, block: int = DEFAULT_BLOCK):
         super().__init__()
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', not {mode!r}")
+        if order not in ORDERS:
+            raise ValueError(f"data order must be one of {ORDERS}, not {order!r}")
         if batch_size < 1 or crops_per_clip < 1:
             raise ValueError("batch_size and crops_per_clip must be >= 1")
         if not 0 <= rank < world_size:
@@ -182,8 +193,26 @@ class MelStream(IterableDataset):
         self._count_warned: set[str] = set()  # shards whose sample count differs from the manifest (warned once)
         self.return_keys = return_keys
         self.counter = counter or SkipCounter()
+        self.order = order if mode == "train" else "eval"
+        self.grad_accum = int(grad_accum)
+        self.global_batch = self.batch_size * self.world_size * self.grad_accum  # rows of one optimiser step
+        self.block = int(block)
         if mode == "train" and sum(s.samples for s in self.shards) == 0:
             raise ValueError(f"no samples in {facts.dirs}")
+        if self.order == "epoch":
+            if self.crops_per_clip != 1:
+                raise ValueError("epoch order reads every clip once per epoch: crops_per_clip must be 1")
+            self.plan_epoch = EpochPlan([s.samples for s in self.shards], self.seed, self.global_batch, self.block)
+            self.layout = RankLayout.make(self.global_batch, self.rank, self.world_size, self.num_workers)
+            if self.layout.phases > 1:
+                log.warning("epoch order: %d rows per rank for %d workers: %d workers share each lane group by steps, "
+                            "each passing over the samples of the others' steps (use at most %d workers, or a "
+                            "divisor of it, to give each worker lanes of its own)", self.layout.rows,
+                            self.layout.workers, self.layout.phases, self.layout.rows)
+            if getattr(sampler, "stateful", False):
+                log.warning("sampler %s keeps state across examples (mixup memory, triplet pool) in each DataLoader "
+                            "worker: in epoch order its examples are exact only at the same world size and workers "
+                            "(the clips of every batch and their crops stay exact on any)", sampler.name)
 
     # ------------------------------------------------------------ planning (eval)
 
@@ -269,6 +298,10 @@ class MelStream(IterableDataset):
         if wi is not None:
             _single_thread_blas()
         sampler = copy.deepcopy(self.sampler)  # worker-local state (mixup memory, triplet pool)
+        if self.order == "epoch":
+            if nw != self.layout.workers:
+                raise RuntimeError(f"epoch plan made for {self.layout.workers} workers, running with {nw}")
+            return epoch_worker(self, wid, nw, sampler)
         if self.mode == "train":
             return self._train(wid, sampler)
         if nw != self.num_workers:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .dataset import MelStream, SkipCounter
+from .epoch_stream import StepBatches
 from .manifests import DatasetFacts, check_frontend, read_manifests
 from .samplers.base import Sampler, build_sampler
 
@@ -81,7 +82,7 @@ def build_loader(shard_dirs: list[str] | str, sampler: str | Sampler, batch_size
                  expect_n_mels: int | None = None, expect_frontend: Any = None, sampler_kwargs: dict | None = None,
                  shuffle_buffer: int = 1000, pin_memory: bool | None = None, crops_per_clip: int = 1,
                  allow_pipe: bool = False, return_keys: bool = False, prefetch_factor: int | None = None,
-                 ) -> tuple[DataLoader, LoaderInfo]:
+                 data_order: str = "resampled", grad_accum: int = 1) -> tuple[Any, LoaderInfo]:
     """A DataLoader of batch dicts (``docs/contracts.md``) over shard directories (paths or URLs).
 
     ``mode='train'``: endless, resampled, shuffled, seeded by (seed, rank, worker, resume_step).
@@ -90,6 +91,10 @@ def build_loader(shard_dirs: list[str] | str, sampler: str | Sampler, batch_size
     ``expect_n_mels`` / ``expect_frontend`` (preset name or dict) stop with a clear message on mismatch.
     ``crops_per_clip`` > 1 draws several examples per decoded clip (more throughput, less diversity).
     ``return_keys`` adds ``__key__`` (list of clip keys) to every batch, for checks and debugging.
+    ``data_order='epoch'`` (training): every clip once per epoch in an order fixed by (seed, step, dataset)
+    for a global batch of ``batch_size * world_size * grad_accum`` rows, whatever the world size and
+    workers; ``resume_step`` seeks to that step, and the loader yields ``grad_accum`` micro-batches of
+    ``batch_size`` rows per step (``pipeline/epoch_plan.py``, docs/training.md).
     """
     if isinstance(shard_dirs, str):
         shard_dirs = [shard_dirs]
@@ -103,15 +108,21 @@ def build_loader(shard_dirs: list[str] | str, sampler: str | Sampler, batch_size
     counter = SkipCounter()
     ds = MelStream(facts, smp, batch_size, mode=mode, seed=seed, rank=rank, world_size=world_size,
                    num_workers=num_workers, resume_step=resume_step, shuffle_buffer=shuffle_buffer,
-                   crops_per_clip=crops_per_clip, allow_pipe=allow_pipe, return_keys=return_keys, counter=counter)
+                   crops_per_clip=crops_per_clip, allow_pipe=allow_pipe, return_keys=return_keys, counter=counter,
+                   order=data_order, grad_accum=grad_accum)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     kw: dict[str, Any] = {}
     if num_workers > 0 and prefetch_factor is not None:
         kw["prefetch_factor"] = prefetch_factor
-    loader = DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory), **kw)
+    loader: Any = DataLoader(ds, batch_size=None, num_workers=num_workers, pin_memory=bool(pin_memory), **kw)
+    extra: dict[str, Any] = {"data_order": ds.order}
+    if ds.order == "epoch":
+        loader = StepBatches(loader, ds.layout, grad_accum)
+        extra.update(global_batch=ds.global_batch, steps_per_epoch=ds.plan_epoch.steps_per_epoch,
+                     block=ds.block, lane_groups=ds.layout.groups, lane_phases=ds.layout.phases)
     info = LoaderInfo(facts=facts, sampler=smp, mode=mode, batch_size=batch_size, rank=rank, world_size=world_size,
                       num_workers=num_workers, seed=seed, resume_step=resume_step, crops_per_clip=crops_per_clip,
                       skipped=counter, batches_per_rank=len(ds) if mode == "eval" else None,
-                      device_transform=smp.device_transform())
+                      device_transform=smp.device_transform(), extra=extra)
     return loader, info

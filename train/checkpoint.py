@@ -57,8 +57,9 @@ def latest_checkpoint(out: str) -> tuple[int, str] | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(accelerator, out: str, step: int, keep_last: int) -> str:
-    """All ranks call this (save_state gathers per-rank RNG states); the main process renames."""
+def save_checkpoint(accelerator, out: str, step: int, keep_last: int, extra_json: dict[str, Any] | None = None) -> str:
+    """All ranks call this (save_state gathers per-rank RNG states); the main process renames.
+    ``extra_json``: ``{file name: object}`` written into the checkpoint (and its index) by the main process."""
     root = ckpt_root(out)
     name = f"step_{step:07d}"
     final = os.path.join(root, name)
@@ -70,6 +71,8 @@ def save_checkpoint(accelerator, out: str, step: int, keep_last: int) -> str:
     accelerator.save_state(tmp, safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for fn, obj in (extra_json or {}).items():
+            atomic_write_bytes(os.path.join(tmp, fn), (json.dumps(obj, indent=1) + "\n").encode())
         index = {"step": int(step), "files": _file_index(tmp)}
         atomic_write_bytes(os.path.join(tmp, "COMPLETE"), (json.dumps(index, indent=1) + "\n").encode())
         if os.path.exists(final):

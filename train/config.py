@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     shuffle_buffer: int = 1000
+    data_order: str = "resampled"  # resampled | epoch (docs/training.md)
     log_every: int = 10
     save_every: int = 500
     keep_last: int = 3
@@ -68,6 +69,8 @@ _HELP = {
     "clip_grad": "clip the global gradient norm to this value",
     "mixed_precision": "no | bf16 | fp16",
     "num_workers": "DataLoader worker processes per rank",
+    "data_order": "resampled (shards drawn with replacement; exact resume at the same world size and workers) | "
+                  "epoch (every clip once per epoch; exact resume on any world size and workers; docs/training.md)",
     "save_every": "checkpoint every N steps (the data stream is re-seeded at each checkpoint)",
     "keep_last": "keep the newest K checkpoints",
     "resume": "continue from the newest checkpoint in --out",

@@ -1,9 +1,12 @@
 """The step-based Accelerate training loop (one process to many GPU nodes).
 
-Data: ``pipeline.build_loader`` in training mode gives each rank an endless, resampled stream.
-The stream is re-seeded with the current step at every checkpoint boundary (``save_every``), in
-uninterrupted and resumed runs alike, so ``--resume`` continues with exactly the batches an
-uninterrupted run would have seen, while no run replays an earlier segment's sequence.
+Data: ``pipeline.build_loader`` in training mode gives each rank an endless stream.  ``--data-order
+resampled`` (default): shards drawn with replacement, re-seeded with the current step at every checkpoint
+boundary (``save_every``), in uninterrupted and resumed runs alike, so ``--resume`` at the same world size
+and workers continues with exactly the batches an uninterrupted run would have seen.  ``--data-order
+epoch``: every clip once per epoch, the global batches a function of (seed, step, dataset), so a resume on
+any world size or worker count continues exactly; the checkpoint's ``data_state.json`` is checked
+(train/data_state.py, docs/training.md).
 
 Batch size: ``--batch-size`` is the global batch of one optimiser step; each process gets
 ``batch_size / (world_size * grad_accum)`` examples per micro-step.  Batch-coupled losses gather
@@ -30,7 +33,10 @@ from shards.progress import progress_bar, progress_enabled
 from .budget import TimeBudget
 from .checkpoint import load_newest, save_checkpoint
 from .config import TrainConfig
+from .data_state import FILE as DATA_STATE
+from .data_state import check_resume, data_state, read_data_state
 from .export import load_weights, save_encoder
+from .nodes import check_launch, write_node_record
 from .optim import build_optimizer, build_scheduler, replan_scheduler
 from .validate import build_checked, check_run
 
@@ -186,7 +192,10 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
     """``run_summary.json``: final step/loss, world size, per-rank parameter fingerprints and clips read."""
     from accelerate.utils import gather_object
 
+    from .nodes import node_info
+
     fps = gather_object([param_fingerprint(model)])
+    where = gather_object([node_info(acc)])
     read = gather_object([[str(k) for k in keys[:256]]])
     steps = gather_object([int(step)])
     if acc.is_main_process:
@@ -195,7 +204,7 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
             "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
-            "step_per_rank": steps, "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()),
+            "step_per_rank": steps, "ranks": where, "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()),
             **(extra or {})})
 
 
@@ -287,6 +296,7 @@ def setup(cfg: TrainConfig) -> Run:
                          f"{global_batch // cfg.grad_accum}; use more processes or a smaller --batch-size instead")
     trackers = _trackers(cfg)
     acc = _accelerator(cfg, trackers)
+    check_launch(acc)  # a launcher's process that formed no process group (train/nodes.py)
     world = acc.num_processes
     if global_batch % (world * cfg.grad_accum):
         raise ValueError(f"--batch-size {global_batch} is not divisible by world_size x grad_accum = {world * cfg.grad_accum}")
@@ -319,6 +329,7 @@ def setup(cfg: TrainConfig) -> Run:
               budget, hp, steps_per_epoch)
     os.makedirs(cfg.out, exist_ok=True)
     _resume(run)
+    write_node_record(cfg.out, acc)  # by each node's local rank 0 (train/nodes.py)
     resolved = {**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
                 "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
                 "world_size": world, "frontend": facts.frontend, "manifest_sha256": _manifest_hashes(cfg.shards),
@@ -339,6 +350,7 @@ def _resume(run: Run) -> None:
             acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
             return
         run.step, path = found
+        check_resume(read_data_state(path), _data_state(run), path)  # epoch order: any world size, same batch
         acc.print(f"resumed from {path} (step {run.step})")
         if acc.is_main_process:
             _truncate_metrics(run.metrics_path, run.step)
@@ -404,10 +416,15 @@ def log_step(run: Run, lval: float, out: dict[str, torch.Tensor], info: Any, exa
 
 def checkpoint(run: Run) -> None:
     """Training state (every rank's part) and the exported encoder (main process) at the current step."""
-    save_checkpoint(run.acc, run.cfg.out, run.step, run.cfg.keep_last)
+    save_checkpoint(run.acc, run.cfg.out, run.step, run.cfg.keep_last, {DATA_STATE: _data_state(run)})
     if run.acc.is_main_process:
         save_encoder(run.cfg.out, run.unwrapped.encoder, run.enc_name, run.enc_kwargs, run.facts.frontend,
                      run.cfg.method, run.step, run.input_norm)
+
+
+def _data_state(run: Run) -> dict[str, Any]:
+    return data_state(run.cfg.data_order, run.cfg.seed, run.step, run.global_batch, run.facts, run.world,
+                      run.cfg.num_workers)
 
 
 def _segment_loader(run: Run) -> tuple[Any, Any]:
@@ -418,7 +435,8 @@ def _segment_loader(run: Run) -> tuple[Any, Any]:
     return build_loader(cfg.shards, run.sampler, run.local_batch, mode="train", seed=cfg.seed,
                         rank=acc.process_index, world_size=run.world, num_workers=cfg.num_workers,
                         resume_step=run.step, sampler_kwargs=run.sampler_kwargs, shuffle_buffer=cfg.shuffle_buffer,
-                        expect_n_mels=int(run.enc_kwargs.get("n_mels", run.facts.n_mels)), return_keys=True)
+                        expect_n_mels=int(run.enc_kwargs.get("n_mels", run.facts.n_mels)), return_keys=True,
+                        data_order=cfg.data_order, grad_accum=cfg.grad_accum)
 
 
 def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:

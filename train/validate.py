@@ -28,7 +28,8 @@ TRAIN_BOUNDS: dict[str, tuple[float, bool]] = {
     "max_minutes": (0, True), "budget_plan_steps": (2, False),
 }
 TRAIN_CHOICES: dict[str, tuple[str, ...]] = {"mixed_precision": ("no", "bf16", "fp16"),
-                                             "tracker": ("auto", "tensorboard", "none")}
+                                             "tracker": ("auto", "tensorboard", "none"),
+                                             "data_order": ("resampled", "epoch")}
 HPARAM_BOUNDS: dict[str, tuple[float, bool]] = {
     "lr": (0, False), "batch_size": (1, False), "weight_decay": (0, False), "warmup_steps": (0, False),
     "warmup_epochs": (0, False), "epochs": (1, False), "total_steps": (1, False), "n_frames": (1, False),

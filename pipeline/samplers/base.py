@@ -71,6 +71,7 @@ class Sampler:
     keys: tuple[str, ...] = ()
     n_frames = 96
     device_augment = False  # True: takes augment_on='auto' | 'worker' | 'device' (resolve_augment_on)
+    stateful = False  # True: examples depend on earlier clips of the same worker (mixup memory, triplet pool)
 
     @property
     def provides(self) -> tuple[str, ...]:
@@ -148,6 +149,10 @@ class Composed(Sampler):
     @property
     def min_frames(self) -> int:
         return self.base.min_frames
+
+    @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        return bool(self.base.stateful)
 
     @property
     def input_norm(self):

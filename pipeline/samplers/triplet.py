@@ -28,6 +28,8 @@ class Triplet(Sampler):
 
     keys = ("anchor", "positive", "negative")
 
+    stateful = True  # negatives come from a pool of the worker's earlier clips
+
     def __init__(self, n_frames: int = 96, pool_size: int = 64, max_shift: int | None = None, normalize: bool = False):
         super().__init__(normalize)
         self.n_frames = int(n_frames)

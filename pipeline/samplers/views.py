@@ -100,6 +100,11 @@ class Views(Sampler):
         return y if y is not x else x.copy()
 
     @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        """The mixup memory of a worker holds its earlier crops."""
+        return bool(self.mixup) and self.augment_on == "worker"
+
+    @property
     def batched(self) -> bool:
         return self.augment_on == "worker" and not self.per_example and not self.noise
 
