@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from shards.cli import cli_main  # noqa: E402
 from shards.codec import CODECS, DEFAULT_CODEC, DEFAULT_LEVEL  # noqa: E402
 from shards.frontend import PRESETS  # noqa: E402
+from shards.redact import redact_obj  # noqa: E402  (a source URL's credentials never reach the manifest)
 
 from .codec_choices import CODEC_HELP  # noqa: E402
 from .engine import DECODE_BATCH, DEFAULT_SHARD_SIZE, IngestConfig, run_ingest  # noqa: E402
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                        merge=a.merge, segment_seconds=a.segment_seconds, threads=a.threads)
     try:
         source = SOURCES[a.source].run(a)
-        summary = run_ingest(source, cfg, command=["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])],
+        command = redact_obj(["python", "-m", "ingest", *(argv if argv is not None else sys.argv[1:])])
+        summary = run_ingest(source, cfg, command=command,
                              extra_manifest=_manifest_extra(source))
         finalize = getattr(source, "finalize", None)
         if finalize is not None:  # e.g. the AudioSet ledger and missing lists, also after a job of an array
