@@ -87,7 +87,9 @@ def expand_sources(patterns: list[str], allow_pipe: bool = False, suffix: str = 
 
 def _glob_one(path: str) -> list[str]:
     scheme = scheme_of(path)
-    has_glob = any(c in path for c in "*?[")
+    from urllib.parse import urlsplit
+
+    has_glob = any(c in (path if scheme in ("", "file") else urlsplit(path).path) for c in "*?[")
     if scheme in ("", "file"):
         local = path[len("file://"):] if scheme == "file" else path
         if not has_glob:
