@@ -162,6 +162,7 @@ class ParquetSource:
     id_column: str = "video_id"
     labels_csv: str | None = None
     max_member_bytes: int = DEFAULT_MAX_MEMBER
+    progress: bool = False
 
     def __post_init__(self) -> None:
         self.lmap = LabelMap.from_csv(self.labels_csv)
@@ -178,7 +179,12 @@ class ParquetSource:
         self.inputs = expand_sources(self.patterns, False, "parquet")
         items: list[RowItem] = []
         seen: set[str] = set()
-        for src, url in enumerate(self.inputs):
+        urls: Any = enumerate(self.inputs)
+        if self.progress and len(self.inputs) > 1:
+            from tqdm import tqdm
+
+            urls = tqdm(urls, total=len(self.inputs), desc=f"list {self.dataset} files", unit="file")
+        for src, url in urls:
             pf = open_parquet(url)
             check_schema(pf.schema_arrow, url, self.id_column, self.audio_column, self.label_column)
             shown = redact_url(url)
@@ -314,6 +320,7 @@ class ParquetSource:
             "skipped_rows": dict(sorted(self.stats.items())), "ledger": "ledger.jsonl"}}
 
     def finalize(self) -> dict[str, Any]:
+        _CACHE.clear()
         return {"ledger": write_ledger(self.out, self.split, self._items, lambda it: {
             "input": redact_url(self.inputs[it.src]), "row_group": it.group, "row": it.row})}
 
@@ -339,7 +346,7 @@ class _Spec:
         label = None if a.label_column.strip().lower() == "none" else a.label_column
         return ParquetSource(list(a.src), a.out, split=a.split, dataset=a.dataset, audio_column=a.audio_column,
                              label_column=label, id_column=a.id_column, labels_csv=a.labels,
-                             max_member_bytes=parse_bytes(a.max_member_bytes))
+                             max_member_bytes=parse_bytes(a.max_member_bytes), progress=not a.no_progress)
 
 
 register_source("parquet", "Hugging Face datasets parquet files of audio (local or http(s)/s3/gs)")(_Spec)

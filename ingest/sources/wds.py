@@ -290,6 +290,8 @@ def iter_tar(f: IO[bytes], want: Callable[[str, int], bool], total: int | None =
         if pax:
             name = pax.get("path", name)
             size = int(pax.get("size", size))
+            if size < 0:
+                raise ValueError(f"negative member size in a pax header at byte {pos}")
             padded = size + (-size) % _BLOCK
             pax = {}
         if typeflag not in (b"0", b"\0", b"7"):  # directories, links, devices: no data of their own
@@ -431,6 +433,9 @@ def list_tar(f: IO[bytes], opts: ListOptions, lmap: LabelMap, total: int | None 
                 flush()
         else:
             flush()
+    except ValueError as e:  # a corrupt header: what came before it is kept, the rest of the tar is lost
+        truncated = f"corrupt archive: {e}"
+        flush()
     return {"samples": samples, "truncated": truncated, "no_audio": no_audio}
 
 
@@ -465,6 +470,7 @@ class WdsSource:
     allow_pipe: bool = False
     list_threads: int = 4
     retries: int = 3
+    progress: bool = False
 
     def __post_init__(self) -> None:
         self.lmap = LabelMap.from_csv(self.labels_csv)
@@ -499,8 +505,6 @@ class WdsSource:
             try:
                 doc = _list_input(url, self.opts, self.lmap, self.allow_pipe)
                 break
-            except ValueError as e:  # a corrupt header: the samples before it are lost too
-                raise ValueError(f"{redact_url(url)}: {e}") from None
             except Exception as e:  # noqa: BLE001 - network errors of any library: retried, then one line
                 last = e
                 log.warning("listing %s failed (attempt %d): %s", redact_url(url), attempt + 1, redact_url(str(e))[:200])
@@ -519,7 +523,12 @@ class WdsSource:
         self.inputs = expand_sources(self.patterns, self.allow_pipe, "tar")
         workers = max(1, min(self.list_threads, len(self.inputs)))
         with ThreadPoolExecutor(workers) as ex:
-            listings = list(ex.map(self._listing, self.inputs))
+            it = ex.map(self._listing, self.inputs)
+            if self.progress and len(self.inputs) > 1:
+                from tqdm import tqdm
+
+                it = tqdm(it, total=len(self.inputs), desc=f"list {self.dataset} tars", unit="tar")
+            listings = list(it)
         items: list[MemberItem] = []
         seen: set[str] = set()
         for src, (url, doc) in enumerate(zip(self.inputs, listings)):
@@ -689,7 +698,7 @@ class _Spec:
         if not opts.audio_exts:
             raise ValueError("--audio-ext: give at least one audio extension")
         return WdsSource(list(a.src), a.out, split=a.split, dataset=a.dataset, opts=opts, labels_csv=a.labels,
-                         allow_pipe=a.allow_pipe, list_threads=a.list_threads)
+                         allow_pipe=a.allow_pipe, list_threads=a.list_threads, progress=not a.no_progress)
 
 
 register_source("wds", "WebDataset tars of audio (local, brace patterns, globs, http(s)/s3/gs)")(_Spec)
