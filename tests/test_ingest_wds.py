@@ -141,6 +141,13 @@ def test_wds_hostile_members_fail_one_by_one(tmp_path, clips, capsys):
     items = src.items()
     assert [(it.source_id, it.bad[0]) for it in items] == [("../up", "unsafe_name")]  # type: ignore[index]
     assert "inside a header" in list(src.truncated.values())[0]
+    # a corrupt header (bad checksum): the samples before it are kept, the rest of that tar is logged as lost
+    bad = bytearray(data)
+    bad[header - 100 + 10] ^= 0xFF
+    (tmp_path / "corrupt.tar").write_bytes(bytes(bad))
+    src = WdsSource([str(tmp_path / "corrupt.tar")], str(tmp_path / "x"), opts=ListOptions(label_exts=()))
+    assert [it.source_id for it in src.items()] == ["../up"]
+    assert list(src.truncated.values())[0].startswith("corrupt archive: corrupt tar header at byte")
 
     # refused inputs and flags: one line each, no traceback
     capsys.readouterr()
