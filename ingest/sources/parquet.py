@@ -32,7 +32,7 @@ from shards.remote import UrlError, open_stream, read_range, scheme_of
 from ..decode import DecodeError, decode_bytes_many
 from ..engine import Item, SkipItem
 from . import register_source
-from .wds import DEFAULT_MAX_MEMBER, LabelMap, expand_sources, output_key, parse_bytes, unsafe_name, write_ledger
+from .wds import DEFAULT_MAX_MEMBER, LabelMap, expand_sources, output_key, parse_bytes, retried, unsafe_name, write_ledger
 
 log = logging.getLogger("melstream.ingest.parquet")
 
@@ -243,7 +243,8 @@ class ParquetSource:
             raise SkipItem("too_large", f"row group {group} holds {need} bytes of audio, more than "
                                         f"--max-member-bytes x rows ({limit})")
         _CACHE.pop("group", None)
-        vals = pf.read_row_group(group, columns=[self.audio_column]).column(0).to_pylist()
+        vals = retried(lambda: pf.read_row_group(group, columns=[self.audio_column]).column(0).to_pylist(),
+                       scheme_of(self.inputs[src]) not in ("", "file"))
         _CACHE["group_key"], _CACHE["group"] = key, vals
         return vals
 

@@ -588,7 +588,8 @@ class WdsSource:
         for run in runs:
             first, last = items[run[0]], items[run[-1]]
             try:
-                buf = self._read(first.src, first.offset, last.offset + last.size - first.offset)
+                buf = retried(lambda: self._read(first.src, first.offset, last.offset + last.size - first.offset),
+                              scheme_of(self.inputs[first.src]) not in ("", "file"), self.retries)
             except (OSError, ValueError) as e:
                 err = SkipItem("unreadable", redact_url(str(e))[:200], permanent=scheme_of(self.inputs[first.src]) in ("", "file"))
                 for i in run:
@@ -628,6 +629,20 @@ class WdsSource:
         return {"ledger": write_ledger(self.out, self.split, self._items, lambda it: {
             "input": redact_url(self.inputs[it.src]), "member": it.origin.rsplit("#", 1)[-1],
             "offset": it.offset, "size": it.size})}  # type: ignore[attr-defined]
+
+
+def retried(fn: Callable[[], Any], remote: bool, retries: int = 3, backoff: float = 1.0) -> Any:
+    """``fn()``, retried with a doubling delay on OSError (network reads: ``remote``); local reads are not retried."""
+    import time
+
+    for attempt in range(retries + 1 if remote else 1):
+        try:
+            return fn()
+        except OSError as e:
+            if not remote or attempt == retries:
+                raise
+            log.info("read failed (%s), retry %d/%d", redact_url(str(e))[:200], attempt + 1, retries)
+            time.sleep(backoff * 2 ** attempt)
 
 
 def write_ledger(out: str, split: str, items: list, where: Callable[[Any], dict[str, Any]]) -> str | None:
