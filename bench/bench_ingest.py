@@ -211,8 +211,9 @@ def main() -> None:
 def sources(tmp: str, clips: int, rounds: int) -> dict:
     """The same 10-s FLAC clips (16 kHz) ingested from a folder, from WebDataset tars (100 clips per tar, with a
     json label member) and from parquet (the Hugging Face ``datasets`` layout, 100 rows per row group): clips/s
-    per worker (1 worker, default threads), median of ``rounds`` rounds with the three interleaved, and each
-    source's ratio to the folder path within a round (median)."""
+    per worker (1 worker, default threads) and clips per CPU second (this process and its ffmpeg children:
+    what other jobs on a shared machine do not change), medians of ``rounds`` rounds with the three
+    interleaved, and each source's ratio to the folder path within a round (median)."""
     import json as _j
 
     import pyarrow as pa
@@ -249,25 +250,34 @@ def sources(tmp: str, clips: int, rounds: int) -> dict:
               "parquet": lambda: ParquetSource([os.path.join(pq_dir, "*.parquet")], os.path.join(tmp, "pq_out"),
                                                dataset="bench")}
     runs: dict[str, list[float]] = {k: [] for k in makers}
+    cpu: dict[str, list[float]] = {k: [] for k in makers}
     order = list(makers)
     for r in range(rounds):
         for name in order[r % 3:] + order[:r % 3]:
             out = os.path.join(tmp, f"src_{name}_{r}")
-            t0 = time.perf_counter()
+            c0, t0 = os.times(), time.perf_counter()
             s = run_ingest(makers[name](), IngestConfig(out=out, progress=False))
-            dt = time.perf_counter() - t0
+            dt, c1 = time.perf_counter() - t0, os.times()
             assert s["ingested"] == clips, s
             runs[name].append(s["ingested"] / dt)
+            # this process (listing, decode, log-mel, codec, tar) and its ffmpeg children: robust to other jobs
+            cpu_s = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) \
+                + (c1.children_system - c0.children_system)
+            cpu[name].append(s["ingested"] / cpu_s)
             shutil.rmtree(out)
     res = {"clips": clips, "seconds_per_clip": 10, "format": "FLAC 16 kHz", "workers": 1, "rounds": rounds,
-           "load_average_1m": round(os.getloadavg()[0], 2)}
-    for name, v in runs.items():
+           "load_average_1m": round(os.getloadavg()[0], 2), "cores": usable_cores()}
+    for name in makers:
+        v, c = runs[name], cpu[name]
         res[name] = {"clips_per_s_per_worker": float(np.median(v)),
-                     "ratio_vs_folder": float(np.median([x / f for x, f in zip(v, runs["folder"])]))}
+                     "ratio_vs_folder": float(np.median([x / f for x, f in zip(v, runs["folder"])])),
+                     "clips_per_cpu_s": float(np.median(c)),
+                     "cpu_ratio_vs_folder": float(np.median([x / f for x, f in zip(c, cpu["folder"])]))}
     print(f"\nthe same {clips} x 10-s FLAC clips from a folder, WebDataset tars and parquet (1 worker, median of "
-          f"{rounds} interleaved rounds):")
-    print(table([[n, res[n]["clips_per_s_per_worker"], res[n]["ratio_vs_folder"]] for n in makers],
-                ["source", "clips/s per worker", "x folder"]))
+          f"{rounds} interleaved rounds; load average {res['load_average_1m']} on {res['cores']} cores):")
+    print(table([[n, res[n]["clips_per_s_per_worker"], res[n]["ratio_vs_folder"], res[n]["clips_per_cpu_s"],
+                  res[n]["cpu_ratio_vs_folder"]] for n in makers],
+                ["source", "clips/s per worker", "x folder", "clips per CPU s", "x folder (CPU)"]))
     return res
 
 
