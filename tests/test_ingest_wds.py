@@ -105,6 +105,11 @@ def test_wds_label_members_and_choices(tmp_path, clips):
     got3 = mels(out3 / "train")
     assert sorted(got3) == ["a", "b", "c", "d"] and got3["b"][1]["origin"].endswith("#b.mp3")
     assert got3["a"][1]["labels"] == []
+    out4 = tmp_path / "o4"  # a pipe: source, opted in (listing streams it; each clip is read by skipping to it)
+    assert main(["wds", f"pipe:cat {tar}", "--allow-pipe", "--out", str(out4), "--audio-ext", "mp3,flac", "--label-ext", "none",
+                 "--no-progress"]) == 0
+    got4 = mels(out4 / "train")
+    assert sorted(got4) == sorted(got3) and all(np.array_equal(got4[k][0], got3[k][0]) for k in got3)
 
 
 def test_wds_hostile_members_fail_one_by_one(tmp_path, clips, capsys):

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -508,6 +509,8 @@ class WdsSource:
             except Exception as e:  # noqa: BLE001 - network errors of any library: retried, then one line
                 last = e
                 log.warning("listing %s failed (attempt %d): %s", redact_url(url), attempt + 1, redact_url(str(e))[:200])
+                if attempt < self.retries and not local:
+                    time.sleep(min(30.0, 2.0 ** attempt))
         else:
             raise UrlError(f"{redact_url(url)}: cannot be read: {redact_url(str(last))[:200]}")
         doc["version"] = _INDEX_VERSION
@@ -633,8 +636,6 @@ class WdsSource:
 
 def retried(fn: Callable[[], Any], remote: bool, retries: int = 3, backoff: float = 1.0) -> Any:
     """``fn()``, retried with a doubling delay on OSError (network reads: ``remote``); local reads are not retried."""
-    import time
-
     for attempt in range(retries + 1 if remote else 1):
         try:
             return fn()
