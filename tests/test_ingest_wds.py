@@ -147,6 +147,12 @@ def test_wds_hostile_members_fail_one_by_one(tmp_path, clips, capsys):
     items = src.items()
     assert [(it.source_id, it.bad[0]) for it in items] == [("../up", "unsafe_name")]  # type: ignore[index]
     assert "inside a header" in list(src.truncated.values())[0]
+    # a tar cut inside the label member that follows the audio: that sample fails as truncated too
+    tail = tar_bytes([("s", {"flac": flac, "json": json.dumps({"labels": MIDS[0], "pad": "x" * 4000}).encode()})])
+    with tarfile.open(fileobj=io.BytesIO(tail)) as tf:
+        (tmp_path / "cutlabel.tar").write_bytes(tail[:tf.getmember("s.json").offset_data + 1000])
+    src = WdsSource([str(tmp_path / "cutlabel.tar")], str(tmp_path / "x"))
+    assert [(it.key, it.bad[0]) for it in src.items()] == [("s", "truncated")]  # type: ignore[index]
     # a corrupt header (bad checksum): the samples before it are kept, the rest of that tar is logged as lost
     bad = bytearray(data)
     bad[header - 100 + 10] ^= 0xFF

@@ -394,7 +394,9 @@ def list_tar(f: IO[bytes], opts: ListOptions, lmap: LabelMap, total: int | None 
         bad = None
         labels: list[str] | None = None
         why = unsafe_name(ent.name)
-        if why:
+        if cur_key == cut_key:  # the sample the archive ends in (its audio or its label member is cut)
+            bad = ["truncated", truncated]
+        elif why:
             bad = ["unsafe_name", f"{why}: {ent.name[:120]!r}"]
         elif ent.size > opts.max_member_bytes:
             bad = ["too_large", f"member of {ent.size} bytes is larger than --max-member-bytes {opts.max_member_bytes}"]
@@ -411,7 +413,8 @@ def list_tar(f: IO[bytes], opts: ListOptions, lmap: LabelMap, total: int | None 
                     bad = ["missing_label" if "has no" in str(e) or str(e) == "no labels" else "bad_label", str(e)[:200]]
         samples.append([cur_key, ent.name, ent.offset, ent.size, labels, bad])
 
-    truncated = None
+    truncated: str | None = None
+    cut_key: str | None = None
     try:
         for e in iter_tar(f, want, total):
             key, ext = split_name(e.name)
@@ -423,17 +426,14 @@ def list_tar(f: IO[bytes], opts: ListOptions, lmap: LabelMap, total: int | None 
     except TarTruncated as t:
         truncated = str(t.args[0])
         cut = t.args[1] if len(t.args) > 1 else None
-        if cut is not None:  # the member the archive ends in: a failure of its own
+        if cut is not None:  # the sample of the member the archive ends in: a failure of its own
             key, ext = split_name(cut.name)
             if key != cur_key:
                 flush()
                 cur_key, members = key, {}
-            if _ext_kind(ext, opts.audio_exts):
-                samples.append([key, cut.name, cut.offset, cut.size, None, ["truncated", truncated]])
-            else:
-                flush()
-        else:
-            flush()
+            members[ext] = cut
+            cut_key = key
+        flush()
     except ValueError as e:  # a corrupt header: what came before it is kept, the rest of the tar is lost
         truncated = f"corrupt archive: {e}"
         flush()
