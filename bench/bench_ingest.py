@@ -5,6 +5,9 @@ folder ingest (ffmpeg decode + torchaudio log-mel + codec + tar write) with 1 an
 FLAC goes through the batched decode (``DECODE_BATCH`` files per ffmpeg process) and, for
 comparison, one ffmpeg process per file (``--decode-batch 1``).
 
+The same FLAC clips are also ingested from WebDataset tars (``wds``) and parquet (``parquet``) next to the
+folder path (``sources``: clips/s per worker and the ratio; ``--sources-only`` runs just that).
+
 A realistic corpus (``ingest.demo.make_realistic_clip``: speech, music with drums, bands, street scenes,
 with room reverb, background noise at -5 to 25 dB SNR, peaks at -20 to -1 dB FS) is ingested into one
 shard and into many shards with 1 and 2 workers (items, not shards, are shared out), and with every
@@ -74,7 +77,17 @@ def main() -> None:
     ap.add_argument("--real-clips", type=int, default=240, help="clips of the realistic corpus")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of interleaved 1-/2-worker runs per folder layout (median)")
     ap.add_argument("--parallel-only", action="store_true", help="only the 1- vs 2-worker runs on the realistic corpus")
+    ap.add_argument("--source-clips", type=int, default=200, help="clips of the folder / wds / parquet comparison")
+    ap.add_argument("--sources-only", action="store_true", help="only the folder / wds / parquet comparison")
     a = ap.parse_args()
+    if a.sources_only:
+        tmp = tempfile.mkdtemp(prefix="bench_ingest_")
+        try:
+            res = sources(tmp, a.source_clips, a.rounds)
+            print(f"wrote {merge_results('ingest', {'sources': res})}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     if a.parallel_only:
         tmp = tempfile.mkdtemp(prefix="bench_ingest_")
         try:
@@ -175,7 +188,9 @@ def main() -> None:
                     + [["wav16", real_wav_kb, "", "", "", "yes"]],
                     ["codec (realistic corpus)", "KB per clip", "+4 B/zstd frame", "encode ms/clip", "decode us/clip",
                      "lossless"]))
+        src_res = sources(tmp, a.source_clips, a.rounds)
         path = merge_results("ingest", {
+            "sources": src_res,
             "realistic_parallel": _par_json(par, a.real_clips),
             "realistic": {"clips": a.real_clips, "wav_kb_per_clip": real_wav_kb,
                           "codecs": {f"{c}@{lv}": r for (c, lv), r in real_sizes.items()},
@@ -191,6 +206,79 @@ def main() -> None:
         print(f"wrote {path}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sources(tmp: str, clips: int, rounds: int) -> dict:
+    """The same 10-s FLAC clips (16 kHz) ingested from a folder, from WebDataset tars (100 clips per tar, with a
+    json label member) and from parquet (the Hugging Face ``datasets`` layout, 100 rows per row group): clips/s
+    per worker (1 worker, default threads) and clips per CPU second (this process and its ffmpeg children:
+    what other jobs on a shared machine do not change), medians of ``rounds`` rounds with the three
+    interleaved, and each source's ratio to the folder path within a round (median)."""
+    import json as _j
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ingest.sources.parquet import ParquetSource
+    from ingest.sources.wds import WdsSource
+
+    audio = os.path.join(tmp, "src_audio")
+    write_corpus(audio, seed=2, sizes={"pretrain": clips})
+    wavs = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(audio, "pretrain")) for f in fs if f.endswith(".wav"))
+    flac_dir, tar_dir, pq_dir = (os.path.join(tmp, d) for d in ("src_flac", "src_tars", "src_parquet"))
+    for d in (flac_dir, tar_dir, pq_dir):
+        os.makedirs(d)
+    names = []
+    for i, p in enumerate(wavs):
+        names.append(f"clip{i:05d}")
+        transcode(p, os.path.join(flac_dir, names[-1] + ".flac"))
+    blobs = [open(os.path.join(flac_dir, n + ".flac"), "rb").read() for n in names]
+    import io
+    import tarfile
+    for t in range(0, len(names), 100):
+        with tarfile.open(os.path.join(tar_dir, f"{t // 100:06d}.tar"), "w", format=tarfile.USTAR_FORMAT) as tf:
+            for n, b in zip(names[t:t + 100], blobs[t:t + 100]):
+                for ext, data in (("flac", b), ("json", _j.dumps({"labels": ["/m/09x0r"]}).encode())):
+                    ti = tarfile.TarInfo(f"{n}.{ext}")
+                    ti.size = len(data)
+                    tf.addfile(ti, io.BytesIO(data))
+    table_ = pa.table({"video_id": names, "audio": [{"bytes": b, "path": n + ".flac"} for n, b in zip(names, blobs)],
+                       "labels": [["/m/09x0r"]] * len(names)})
+    pq.write_table(table_, os.path.join(pq_dir, "part-0.parquet"), row_group_size=100)
+    makers = {"folder": lambda: FolderSource(flac_dir, dataset="bench"),
+              "wds": lambda: WdsSource([os.path.join(tar_dir, "*.tar")], os.path.join(tmp, "wds_out"), dataset="bench"),
+              "parquet": lambda: ParquetSource([os.path.join(pq_dir, "*.parquet")], os.path.join(tmp, "pq_out"),
+                                               dataset="bench")}
+    runs: dict[str, list[float]] = {k: [] for k in makers}
+    cpu: dict[str, list[float]] = {k: [] for k in makers}
+    order = list(makers)
+    for r in range(rounds):
+        for name in order[r % 3:] + order[:r % 3]:
+            out = os.path.join(tmp, f"src_{name}_{r}")
+            c0, t0 = os.times(), time.perf_counter()
+            s = run_ingest(makers[name](), IngestConfig(out=out, progress=False))
+            dt, c1 = time.perf_counter() - t0, os.times()
+            assert s["ingested"] == clips, s
+            runs[name].append(s["ingested"] / dt)
+            # this process (listing, decode, log-mel, codec, tar) and its ffmpeg children: robust to other jobs
+            cpu_s = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) \
+                + (c1.children_system - c0.children_system)
+            cpu[name].append(s["ingested"] / cpu_s)
+            shutil.rmtree(out)
+    res = {"clips": clips, "seconds_per_clip": 10, "format": "FLAC 16 kHz", "workers": 1, "rounds": rounds,
+           "load_average_1m": round(os.getloadavg()[0], 2), "cores": usable_cores()}
+    for name in makers:
+        v, c = runs[name], cpu[name]
+        res[name] = {"clips_per_s_per_worker": float(np.median(v)),
+                     "ratio_vs_folder": float(np.median([x / f for x, f in zip(v, runs["folder"])])),
+                     "clips_per_cpu_s": float(np.median(c)),
+                     "cpu_ratio_vs_folder": float(np.median([x / f for x, f in zip(c, cpu["folder"])]))}
+    print(f"\nthe same {clips} x 10-s FLAC clips from a folder, WebDataset tars and parquet (1 worker, median of "
+          f"{rounds} interleaved rounds; load average {res['load_average_1m']} on {res['cores']} cores):")
+    print(table([[n, res[n]["clips_per_s_per_worker"], res[n]["ratio_vs_folder"], res[n]["clips_per_cpu_s"],
+                  res[n]["cpu_ratio_vs_folder"]] for n in makers],
+                ["source", "clips/s per worker", "x folder", "clips per CPU s", "x folder (CPU)"]))
+    return res
 
 
 def _par_json(par: dict, clips: int) -> dict:

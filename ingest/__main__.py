@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ingest") -> int:
         check_config(cfg)  # before the lock and the source: a bad value never takes a resource
         with out_lock(cfg.out, cfg.num_jobs, cfg.job_index, cfg.merge):  # one writer per --out (per job of an array)
             source = SOURCES[a.source].run(a)
-            summary = run_ingest(source, cfg, command=[*prog.split(), *(argv if argv is not None else sys.argv[1:])],
+            summary = run_ingest(source, cfg, command=redact_obj([*prog.split(), *(argv if argv is not None else sys.argv[1:])]),
                                  extra_manifest=_manifest_extra(source))
             finalize = getattr(source, "finalize", None)
             if finalize is not None:  # e.g. the AudioSet ledger and missing lists, also after a job of an array

@@ -272,3 +272,233 @@ def transcode(src: str, dst: str, extra: list[str] | None = None, timeout: float
     proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise DecodeError(_last_line(proc.stderr))
+
+
+# -- decoding from memory (wds / parquet members): ffmpeg reads pipes, never a temporary file --------------
+MAX_PIPE_GROUP = 16  # inputs per ffmpeg process of decode_bytes_many (two pipes each)
+
+
+def read_wav_bytes(data: bytes, sample_rate: int) -> np.ndarray | None:
+    """:func:`_read_wav_direct` for a WAV held in memory (None: it needs ffmpeg)."""
+    import io
+
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    return _read_wav_direct(io.BytesIO(data), sample_rate)  # type: ignore[arg-type]
+
+
+def _out_args(sample_rate: int) -> list[str]:
+    """The output options of :func:`decode_audio` / :func:`_group_args` (f32le mono at ``sample_rate``)."""
+    return ["-f", "f32le", "-ac", "1", "-acodec", "pcm_f32le", "-ar", str(sample_rate)]
+
+
+def decode_bytes(data: bytes, sample_rate: int = 16000, timeout: float | None = 600.0) -> np.ndarray:
+    """Decode one in-memory file exactly as :func:`decode_audio` decodes it from disk: ffmpeg reads it as an
+    in-memory file (Linux, see :func:`_memfd_group`) or from its stdin pipe (elsewhere: formats that need
+    seeking, an M4A whose index sits at the end, fail there, and an MP3 keeps its end padding)."""
+    import subprocess
+
+    if not data:
+        raise DecodeError("empty member")
+    direct = read_wav_bytes(data, sample_rate)
+    if direct is not None:
+        return direct
+    if _MEMFD:
+        got = _memfd_group([data], sample_rate, timeout)
+        if got is None:
+            raise DecodeError("ffmpeg could not be run on an in-memory file")
+        if isinstance(got[0], DecodeError):
+            raise got[0]
+        return got[0]
+    args = [resolve_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+            "-map", "0:a:0", *_out_args(sample_rate), "pipe:1"]
+    try:
+        proc = subprocess.run(args, input=bytes(data), capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DecodeError(f"ffmpeg timed out after {timeout} s") from None
+    if proc.returncode != 0:
+        raise DecodeError(_last_line(proc.stderr))
+    return _checked(np.frombuffer(proc.stdout, dtype="<f4")).copy()
+
+
+def _pipe_group(blobs: list[bytes], sample_rate: int, timeout: float | None) -> list[np.ndarray | DecodeError] | None:
+    """Decode ``blobs`` with one ffmpeg process, input ``i`` on pipe ``pipe:<fd>`` -> output ``i`` on another
+    pipe; this process feeds and drains every pipe with one selector loop.  None when the call failed as a
+    whole (any error message, a nonzero exit, a timeout): the caller then decodes each blob alone."""
+    import selectors
+    import subprocess
+    import time
+
+    child: list[int] = []
+    ins: dict[int, tuple[int, memoryview]] = {}  # parent write fd -> (index, remaining bytes)
+    outs: dict[int, int] = {}  # parent read fd -> index
+    bufs: list[list[bytes]] = [[] for _ in blobs]
+    args = [resolve_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-max_error_rate", "0", "-y"]
+    out_args: list[str] = []
+    proc = None
+    sel = selectors.DefaultSelector()
+    try:
+        for i, b in enumerate(blobs):
+            r, w = os.pipe()
+            child.append(r)
+            ins[w] = (i, memoryview(bytes(b)))
+            args += ["-threads", "1", "-i", f"pipe:{r}"]
+        for i in range(len(blobs)):
+            r, w = os.pipe()
+            child.append(w)
+            outs[r] = i
+            out_args += ["-map", f"{i}:a:0", *_out_args(sample_rate), f"pipe:{w}"]
+        proc = subprocess.Popen(args + out_args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, pass_fds=child)
+        for fd in child:
+            os.close(fd)
+        child = []
+        for fd in ins:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_WRITE)
+        for fd in outs:
+            sel.register(fd, selectors.EVENT_READ)
+        assert proc.stderr is not None
+        err_fd = proc.stderr.fileno()
+        sel.register(err_fd, selectors.EVENT_READ)
+        err: list[bytes] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            for key, _ in sel.select(left):
+                fd = key.fd
+                if fd in ins:
+                    i, rest = ins[fd]
+                    try:
+                        n = os.write(fd, rest[:1 << 16])
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # ffmpeg stopped reading this input: its error tells why
+                        n = len(rest)
+                    rest = rest[n:]
+                    ins[fd] = (i, rest)
+                    if not rest:
+                        sel.unregister(fd)
+                        os.close(fd)
+                        del ins[fd]
+                else:
+                    chunk = os.read(fd, 1 << 20)
+                    if chunk:
+                        (err if fd == err_fd else bufs[outs[fd]]).append(chunk)
+                    else:
+                        sel.unregister(fd)
+        proc.wait(timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
+        if proc.returncode != 0 or b"".join(err).strip():
+            return None
+        res: list[np.ndarray | DecodeError] = []
+        for parts in bufs:
+            try:
+                res.append(_checked(np.frombuffer(b"".join(parts), dtype="<f4")).copy())
+            except DecodeError as e:
+                res.append(e)
+        return res
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        sel.close()
+        for fd in child + list(ins) + list(outs):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+
+def _memfd(data: bytes, name: str) -> int:
+    """An anonymous in-memory file (``memfd_create``: no path on any file system) holding ``data``."""
+    fd = os.memfd_create(name, 0)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
+
+
+def _memfd_group(blobs: list[bytes], sample_rate: int, timeout: float | None) -> list[np.ndarray | DecodeError] | None:
+    """Decode ``blobs`` with one ffmpeg process that reads each from an in-memory file (``memfd``) as
+    ``file:/dev/fd/N``: seekable like a file on disk, so every format decodes exactly as from disk (an MP3's
+    end padding is trimmed, an M4A with its index at the end opens), and no byte touches a disk.  Outputs go
+    to in-memory files too.  None when the call failed as a whole (the caller decodes each blob alone)."""
+    import subprocess
+
+    fds: list[int] = []
+    try:
+        ins = [_memfd(bytes(b), f"melstream-in{i}") for i, b in enumerate(blobs)]
+        fds += ins
+        outs = [os.memfd_create(f"melstream-out{i}", 0) for i in range(len(blobs))]
+        fds += outs
+        args = [resolve_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-max_error_rate", "0", "-y"]
+        for fd in ins:
+            args += ["-threads", "1", "-i", f"file:/dev/fd/{fd}"]
+        for i, fd in enumerate(outs):
+            args += ["-map", f"{i}:a:0", *_out_args(sample_rate), f"file:/dev/fd/{fd}"]
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False, pass_fds=fds)
+        except subprocess.TimeoutExpired:
+            return None
+        if proc.returncode != 0 or proc.stderr.strip():
+            if len(blobs) == 1:
+                return [DecodeError(_last_line(proc.stderr))]
+            return None
+        res: list[np.ndarray | DecodeError] = []
+        for fd in outs:
+            size = os.fstat(fd).st_size
+            raw = os.pread(fd, size, 0) if size else b""
+            try:
+                res.append(_checked(np.frombuffer(raw, dtype="<f4")).copy())
+            except DecodeError as e:
+                res.append(e)
+        return res
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+_MEMFD = hasattr(os, "memfd_create") and os.path.isdir("/dev/fd")
+
+
+def decode_bytes_many(blobs: list[bytes], sample_rate: int = 16000,
+                      timeout: float | None = 600.0) -> list[np.ndarray | DecodeError]:
+    """:func:`decode_bytes` for many in-memory files, ``MAX_PIPE_GROUP`` per ffmpeg process.
+
+    Returns, in order, each file's audio (bit-identical to decoding it from disk with ``decode_audio`` or
+    ``decode_many``) or its DecodeError.  On Linux ffmpeg reads in-memory files (:func:`_memfd_group`),
+    elsewhere pipes (:func:`_pipe_group`: an MP3's end padding is then kept, an M4A must have its index
+    first).  A group call that fails (one bad file fails it all) is redone file by file, so good files are
+    never lost and bad ones get their own reason."""
+    group_fn = _memfd_group if _MEMFD else _pipe_group
+    results: list[np.ndarray | DecodeError | None] = [None] * len(blobs)
+    todo: list[int] = []
+    for i, b in enumerate(blobs):
+        direct = read_wav_bytes(b, sample_rate) if b else None
+        if direct is not None:
+            results[i] = direct
+        elif not b:
+            results[i] = DecodeError("empty member")
+        else:
+            todo.append(i)
+    for g in range(0, len(todo), MAX_PIPE_GROUP):
+        idx = todo[g:g + MAX_PIPE_GROUP]
+        got = group_fn([blobs[i] for i in idx], sample_rate, timeout) if len(idx) > 1 else None
+        for k, i in enumerate(idx):
+            res = got[k] if got is not None else None
+            if res is None:
+                try:
+                    res = decode_bytes(blobs[i], sample_rate, timeout)
+                except DecodeError as e:
+                    res = e
+            results[i] = res
+    return results  # type: ignore[return-value]
