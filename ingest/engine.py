@@ -28,7 +28,7 @@ import numpy as np
 from shards import ShardWriter, build_manifest, shard_name
 from shards.codec import DEFAULT_LEVEL
 from shards.format import PARTS_DIR, check_name
-from shards.frontend import FrontendConfig, get_preset, logmel
+from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset, logmel
 from shards.writer import EncodedSample, encode_sample
 
 from .decode import DecodeError
@@ -86,7 +86,7 @@ DECODE_BATCH = 16
 @dataclass
 class IngestConfig:
     out: str
-    preset: str = "byol_a"
+    preset: str = DEFAULT_PRESET
     codec: str = "f16chunks"
     level: int = DEFAULT_LEVEL
     shard_size: str = DEFAULT_SHARD_SIZE

@@ -8,9 +8,9 @@ Public API::
 from .dataset import MelStream, SkipCounter
 from .loader import LoaderInfo, build_loader, resolve_rank
 from .manifests import DatasetFacts, FrontendMismatch, check_frontend, read_manifests
-from .samplers import SAMPLERS, Sampler, build_sampler, register_sampler
+from .samplers import SAMPLERS, Sampler, build_sampler
 
 __all__ = [
-    "build_loader", "LoaderInfo", "resolve_rank", "SAMPLERS", "Sampler", "build_sampler", "register_sampler",
+    "build_loader", "LoaderInfo", "resolve_rank", "SAMPLERS", "Sampler", "build_sampler",
     "read_manifests", "check_frontend", "DatasetFacts", "FrontendMismatch", "MelStream", "SkipCounter",
 ]

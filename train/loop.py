@@ -102,7 +102,7 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
     if "n_mels" in default_kwargs and "n_mels" not in cfg.encoder_kwargs and name == default_name \
             and int(default_kwargs["n_mels"]) != data_n_mels:
-        preset = getattr(obj_cls, "frontend_preset", None) or "hares"
+        preset = obj_cls.frontend_preset
         raise ValueError(f"method {cfg.method} expects {default_kwargs['n_mels']}-mel input for {name} (its paper's frontend) "
                          f"but the shards have {data_n_mels}: re-ingest with `python -m ingest folder SRC --out DIR "
                          f"--preset {preset}` (make shards PRESET={preset}) or pass --encoder-arg n_mels={data_n_mels}")
@@ -390,7 +390,8 @@ def log_step(run: Run, lval: float, out: dict[str, torch.Tensor], info: Any, exa
            "corrupt_skipped": int(getattr(info, "skipped", 0) or 0)}
     rec.update({k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.numel() == 1})
     if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0 and acc.is_main_process:
-        rec.update(probe(run.unwrapped.encoder, {"input_norm": run.input_norm, "frontend": run.facts.frontend}))
+        rec.update(probe(run.unwrapped.encoder, {"input_norm": run.input_norm,
+                                                  "frontend": FrontendConfig.from_dict(run.facts.frontend)}))
         run.objective.train()
     if acc.is_main_process:
         with open(run.metrics_path, "a") as f:

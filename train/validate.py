@@ -42,7 +42,7 @@ def check_run(cfg: Any, obj_cls: Any) -> Any:
     from models import ENCODERS
     from pipeline import SAMPLERS
 
-    extras = {"num_classes", "decoder", "preset"}  # handled by the objective, not HParams fields
+    extras = obj_cls.constructor_extras()  # handled by the objective's constructor, not as HParams fields
     hp_fields = {f.name for f in dataclasses.fields(obj_cls.HParams)}
     known = {k: v for k, v in cfg.hparams.items() if k in hp_fields and k not in extras}
     hparams = {**cfg.hparams, **check_fields(obj_cls.HParams, known, lambda k: f"--hp {k}", HPARAM_BOUNDS)}

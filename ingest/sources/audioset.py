@@ -36,7 +36,7 @@ from .. import ledger as ledger_mod
 from ..engine import Item, SkipItem
 from ..ratelimit import SharedRateLimiter, parse_rate
 from ..ytdl import DEFAULT_URL_TEMPLATE, YTID_RE, ClipFailure, ClipFetcher, FetchConfig, check_template
-from . import register_source
+from . import SOURCES, SourceSpec
 
 log = logging.getLogger("melstream.ingest.audioset")
 
@@ -449,7 +449,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tmp-dir", default=None, help="temp downloads (default OUT/.tmp; emptied after every clip)")
 
 
-class _Spec:
+@SOURCES.register("audioset")
+class AudioSetSpec(SourceSpec):
+    help = "AudioSet segments CSVs, downloaded with yt-dlp (ledger, retries, rate limit)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -464,6 +466,3 @@ class _Spec:
             max_sleep_interval=a.max_sleep_interval, cookies=a.cookies, proxy=a.proxy,
             socket_timeout=a.socket_timeout, fraction=a.fraction, seed=a.seed, tmp_dir=a.tmp_dir, job_index=a.job_index,
             fallback=not a.no_full_fallback)
-
-
-register_source("audioset", "AudioSet segments CSVs, downloaded with yt-dlp (ledger, retries, rate limit)")(_Spec)

@@ -34,7 +34,7 @@ import numpy as np
 from ..decode import decode_audio
 from ..download import DownloadError, extract, fetch, split_parts
 from ..engine import Item, SkipItem
-from . import register_source
+from . import SOURCES, SourceSpec
 
 log = logging.getLogger("melstream.ingest.fsd50k")
 
@@ -277,7 +277,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download-timeout", type=float, default=60.0, help="network timeout in seconds")
 
 
-class _Spec:
+@SOURCES.register("fsd50k")
+class FSD50KSpec(SourceSpec):
+    help = "FSD50K (official layout; --download fetches the Zenodo archives)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -286,6 +288,3 @@ class _Spec:
             download(a.root, a.zenodo_url, a.archives_dir, a.md5_file, a.skip_md5, a.delete_archives,
                      a.download_retries, a.download_backoff, a.download_timeout)
         return FSD50KSource(a.root, splits=tuple(_split_list(a.splits)), labels_csv=a.labels)
-
-
-register_source("fsd50k", "FSD50K (official layout; --download fetches the Zenodo archives)")(_Spec)

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..augment import pitch_shift
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("pitch_shift")
+@SAMPLERS.register("pitch_shift")
 class PitchShift(Sampler):
     """Batch keys: ``x1`` (alone only), ``x_pitch`` ``[B, 1, F, N]``, ``pitch_factor`` ``[B]``."""
 
