@@ -8,6 +8,7 @@ import os
 import sys
 import textwrap
 
+from shards.atomic import atomic_write_json
 from shards.cli import cli_main
 from shards.frontend import DEFAULT_PRESET, get_preset
 
@@ -109,7 +110,6 @@ def cmd_run(a: argparse.Namespace) -> int:
                                            max_steps=a.finetune_steps, device=a.device),
                    window_frames=a.window_frames, window_mode=a.window_mode, aggregate=a.aggregate, limit=a.limit,
                    batch_size=a.batch_size, workers=a.workers, progress=not a.no_progress)
-    from shards.atomic import atomic_write_json
 
     os.makedirs(a.out, exist_ok=True)
     results = evaluate(models, o, new_results(["python", "-m", "eval", *sys.argv[1:]]),

@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from shards.atomic import atomic_write_bytes, atomic_write_json
+
 from . import metrics as M
 from .probes import PROBE_HELP
 
@@ -229,8 +231,6 @@ def csv_rows(r: dict) -> list[dict]:
 def write_reports(r: dict, out_dir: str, title: Optional[str] = None, plots: bool = True,
                   run_dirs: Optional[dict[str, str]] = None) -> list[str]:
     """Write results.json/.csv/.md and the plots into ``out_dir``; returns the written paths."""
-    from shards.atomic import atomic_write_bytes, atomic_write_json
-
     os.makedirs(out_dir, exist_ok=True)
     add_normalised(r)
     written = []

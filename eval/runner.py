@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from models import ENCODERS
 from shards import rundir
 from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
 
@@ -46,8 +47,6 @@ def is_run_dir(spec: str) -> bool:
 
 
 def _encoder_kwargs(encoder: str, fe: FrontendConfig) -> dict:
-    from models import ENCODERS
-
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; known: {sorted(ENCODERS)}")
     try:

@@ -29,6 +29,7 @@ from shards import ShardWriter, build_manifest, shard_name
 from shards.codec import DEFAULT_LEVEL
 from shards.format import PARTS_DIR, check_name
 from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset, logmel
+from shards.reader import decode_members, iter_tar_samples
 from shards.writer import EncodedSample, encode_sample
 
 from .decode import DecodeError
@@ -296,8 +297,6 @@ class _PreviousShard:
     """
 
     def __init__(self, out: str, task: ShardTask, frontend_hash: str, codec: str):
-        from shards.reader import iter_tar_samples
-
         self._it = None
         self._cur: tuple[str, dict] | None = None
         rec_p = _record_path(out, task.split, task.name)
@@ -328,8 +327,6 @@ class _PreviousShard:
         self._it, self._cur = None, None
 
     def take(self, item: Item, dataset: str) -> tuple[np.ndarray, dict[str, Any]] | None:
-        from shards.reader import decode_members
-
         while self._cur is not None and self._cur[0] < item.key:
             self._advance()
         if self._cur is None or self._cur[0] != item.key:

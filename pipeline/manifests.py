@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from shards import MANIFEST, ManifestError, validate_manifest
+from shards.frontend import FrontendConfig, get_preset
 
 from .urls import UrlError, join, read_json, scheme_of
 
@@ -129,8 +130,6 @@ def check_frontend(facts: DatasetFacts, expect_n_mels: int | None = None, expect
     fe = facts.frontend
     where = ", ".join(facts.dirs)
     if expect_frontend is not None:
-        from shards.frontend import FrontendConfig, get_preset
-
         if isinstance(expect_frontend, str):
             want = get_preset(expect_frontend).to_dict()
         elif isinstance(expect_frontend, FrontendConfig):

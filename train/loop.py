@@ -24,7 +24,13 @@ from typing import Any, Callable
 
 import torch
 
-from shards.atomic import atomic_write_bytes
+from models import ENCODERS, build_encoder
+from models.objectives import build_objective, get_objective_class
+from pipeline import SAMPLERS, build_loader, build_sampler, read_manifests
+from pipeline.samplers import resolve_augment_on
+from shards import sha256_file
+from shards.atomic import atomic_write_bytes, atomic_write_json
+from shards.frontend import FrontendConfig
 
 from .budget import TimeBudget
 from .checkpoint import load_newest, save_checkpoint
@@ -90,8 +96,6 @@ def shutdown_distributed(timeout_s: float = 60.0) -> bool:
 
 
 def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[str, dict[str, Any]]:
-    from models import ENCODERS
-
     default_name, default_kwargs = obj_cls.default_encoder
     name = cfg.encoder or default_name
     if name not in ENCODERS:
@@ -120,9 +124,6 @@ def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encod
     objective's data-side options (``sampler_options``: e.g. a masking ratio and the encoder's patch grid),
     each only where a part of the sampler takes it, then ``--sampler-arg`` overrides; last,
     ``augment_on='auto'`` settled for the training device (``resolve_augment_on``: GPU -> ``device``)."""
-    from pipeline import SAMPLERS
-    from pipeline.samplers import resolve_augment_on
-
     kw: dict[str, Any] = dict(obj_cls.sampler_kwargs) if sampler == obj_cls.sampler else {}
     params = inspect.signature(SAMPLERS.get(sampler.split("+")[0])).parameters
     if "n_frames" in params and getattr(hp, "n_frames", None):
@@ -161,8 +162,6 @@ def _truncate_metrics(path: str, step: int) -> None:
 
 
 def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
-    from shards import sha256_file
-
     return {d: sha256_file(os.path.join(d, "manifest.json")) for d in dirs if os.path.exists(os.path.join(d, "manifest.json"))}
 
 
@@ -189,8 +188,6 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
     read = gather_object([[str(k) for k in keys[:256]]])
     steps = gather_object([int(step)])
     if acc.is_main_process:
-        from shards.atomic import atomic_write_json
-
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
             "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
@@ -266,10 +263,6 @@ def setup(cfg: TrainConfig) -> Run:
     checked), optimiser, schedule, resume, ``config.yaml``."""
     import yaml
     from accelerate.utils import set_seed
-
-    from models import build_encoder
-    from models.objectives import build_objective, get_objective_class
-    from pipeline import build_sampler, read_manifests
 
     budget = TimeBudget(cfg.max_minutes, cfg.budget_plan_steps)  # the clock starts here (train/budget.py)
     obj_cls = get_objective_class(cfg.method)
@@ -412,8 +405,6 @@ def checkpoint(run: Run) -> None:
 
 def _segment_loader(run: Run) -> tuple[Any, Any]:
     """The stream from the current step on (re-seeded at every checkpoint boundary; module docstring)."""
-    from pipeline import build_loader
-
     cfg, acc = run.cfg, run.acc
     return build_loader(cfg.shards, run.sampler, run.local_batch, mode="train", seed=cfg.seed,
                         rank=acc.process_index, world_size=run.world, num_workers=cfg.num_workers,

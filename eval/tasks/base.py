@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Optional
 
+from ingest.decode import AUDIO_EXTENSIONS
 from ingest.sources.folder import path_key
 
 SPLITS = ("train", "valid", "test")
@@ -172,8 +173,6 @@ def hash_split(name: str, fractions: tuple[float, float] = (0.8, 0.1)) -> str:
 
 def scan_audio(root: str, exts: Optional[frozenset] = None) -> list[str]:
     """Relative paths of the audio files under ``root`` (sorted, hidden entries skipped)."""
-    from ingest.decode import AUDIO_EXTENSIONS
-
     exts = exts or AUDIO_EXTENSIONS
     out = []
     for dirpath, dirnames, filenames in os.walk(root):

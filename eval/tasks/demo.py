@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 
+import shards
+
 from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, read_csv_rows
 from .registry import TASKS
 
@@ -34,8 +36,6 @@ def _pick(labels, kind: str):
 
 
 def _from_shards(root: str, kind: str, task: str, protocol: str, dataset: str) -> TaskData:
-    import shards
-
     clips, dirs, fe_hash = [], [], None
     for split in SPLITS:
         d = os.path.join(root, split)

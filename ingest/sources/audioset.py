@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from shards.atomic import atomic_write_bytes
+from shards.manifest import read_parts
+
 from .. import ledger as ledger_mod
 from ..engine import Item, SkipItem
 from ..ratelimit import SharedRateLimiter, parse_rate
@@ -338,8 +341,6 @@ class AudioSetSource:
     # -- reporting ---------------------------------------------------------------------------
     def report(self, split: str) -> dict[str, Any]:
         """Attempted / ingested / permanently unavailable (by reason) / transient / hours for one split."""
-        from shards.manifest import read_parts
-
         d = os.path.join(self.out, split)
         parts = read_parts(d) if os.path.isdir(d) else []
         fails = [f for p in parts for f in p.get("failures", [])]
@@ -371,9 +372,6 @@ class AudioSetSource:
 
     def finalize(self) -> dict[str, Any]:
         """Consolidate the ledger (``OUT/ledger.jsonl``) and write ``OUT/<split>/missing.csv``."""
-        from shards.atomic import atomic_write_bytes
-        from shards.manifest import read_parts
-
         merged = ledger_mod.consolidate(self.ledger_dir, os.path.join(self.out, "ledger.jsonl")) \
             if os.path.isdir(self.ledger_dir) else {}
         reports = {}
