@@ -170,3 +170,29 @@ def test_the_reach_in_and_local_import_checkers(tmp_path, monkeypatch):
         "train/t.py:11 reaches into models.a._q", "train/t.py:11 reaches into models.a._r",
         "train/t.py:3 reaches into models.a._p"]
     assert local_imports_without_reason(str(tmp_path)) == (3, ["train/t.py:7 from models import b"])
+
+
+def module_edges(root: str) -> dict[str, set[str]]:
+    """Dotted module -> the modules of ours it imports (any level, relative imports resolved)."""
+    files = {}
+    for _, path in _library_files(root):
+        parts = os.path.relpath(path, root)[:-3].split(os.sep)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    edges: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        out = set()
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+            if isinstance(node, ast.ImportFrom):
+                base = mod.split(".")[:len(mod.split(".")) - node.level + path.endswith("__init__.py")] if node.level else []
+                src = ".".join(base + ([node.module] if node.module else []))
+                out |= {f"{src}.{a.name}" if f"{src}.{a.name}" in files else src for a in node.names}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        edges[mod] = {m for m in out if m in files and m != mod}
+    return edges
+
+
+def test_no_two_modules_import_each_other():
+    """A pair that imports each other (eval/plots.py <-> eval/report.py once) needs its shared part in a third module."""
+    edges = module_edges(ROOT)
+    assert sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ())) == []
