@@ -67,7 +67,7 @@ class Registry(Mapping[str, T], Generic[T]):
             if isinstance(obj, type):
                 own = obj.__dict__.get("name")
                 if isinstance(own, str) and own and own != name:
-                    raise ValueError(f"{self.kind} {obj.__qualname__} sets name={own!r} but is registered as {name!r}")
+                    raise ValueError(f"{self.kind} {obj.__name__} sets name={own!r} but is registered as {name!r}")
             self.add(name, obj)  # type: ignore[arg-type]
             if isinstance(obj, type):
                 setattr(obj, "name", name)

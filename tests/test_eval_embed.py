@@ -50,7 +50,7 @@ def _tone_csv(root, n_per=6, folds=3):
 def test_kfold_csv_task_through_the_runner_and_cache(tmp_path, monkeypatch):
     _tone_csv(str(tmp_path / "data"))
     cache = str(tmp_path / "cache")
-    models = resolve_models(["spectrogram"], frontend="byol_a")
+    models = resolve_models(["spectrogram"], frontend=get_preset("byol_a"))
     o = RunOptions(tasks=["csv"], data={"csv": str(tmp_path / "data")}, protocols=("linear", "knn"), cache_dir=cache,
                    probe=QUICK, progress=False)
     r = evaluate(models, o)
