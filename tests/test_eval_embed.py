@@ -133,7 +133,7 @@ def test_online_probe(demo_small, tmp_path):
     shard_root, _ = demo_small
     m = load_run(export_encoder(str(tmp_path / "run"), metrics=False))
     probe = OnlineProbe("demo_family", data_root=shard_root, cache_dir=str(tmp_path / "cache"),
-                        frontend=m.frontend.to_dict(), linear_steps=50)
+                        frontend=m.frontend, linear_steps=50)
     m.encoder.train()
     out = probe.evaluate(m.encoder, m.input_norm)
     assert set(out) == {"probe/demo_family/knn_accuracy", "probe/demo_family/linear_accuracy"}
