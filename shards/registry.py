@@ -52,6 +52,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     # ------------------------------------------------------------------ registration
     def add(self, name: str, obj: T) -> T:
+        """The lower level of :meth:`register` (no ``name`` set): for a test's temporary entry, with :meth:`remove`."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
         if name in self._items:

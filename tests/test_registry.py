@@ -192,3 +192,28 @@ def test_one_default_preset():
     assert FrontendConfig() == get_preset(DEFAULT_PRESET)
     assert IngestConfig(out="x").preset == DEFAULT_PRESET
     assert build_parser().parse_args(["folder", "src", "--out", "o"]).preset == DEFAULT_PRESET
+
+
+def test_a_new_source_is_one_registered_class():
+    """The source idiom of docs/contracts.md, end to end through ``python -m ingest``'s parser."""
+    from ingest.__main__ import build_parser
+    from ingest.sources import SOURCES, SourceSpec
+
+    @SOURCES.register("toy_source_test")
+    class ToySpec(SourceSpec):
+        help = "a toy source"
+
+        @staticmethod
+        def add_args(p):
+            p.add_argument("--thing", default="x")
+
+        @staticmethod
+        def run(a):
+            return f"source for {a.thing}"
+
+    try:
+        a = build_parser().parse_args(["toy_source_test", "--out", "o", "--thing", "y"])
+        assert SOURCES[a.source].run(a) == "source for y" and ToySpec.name == "toy_source_test"
+    finally:
+        SOURCES.remove("toy_source_test")
+    assert "toy_source_test" not in SOURCES
