@@ -17,7 +17,9 @@ APT_PACKAGES ?=
 DATA ?= data
 DATASET ?= demo
 SRC ?=
-PRESET ?= byol_a
+PRESET ?=
+# empty: the CLI's default frontend (shards.frontend.DEFAULT_PRESET); PRESET=hares etc. to choose
+PRESET_ARG = $(if $(PRESET),--preset $(PRESET))
 WORKERS ?= 2
 OUT ?= $(DATA)/$(DATASET)
 METHOD ?= temporal_gap
@@ -73,10 +75,10 @@ test: setup
 # `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.
 shards: setup
 ifeq ($(DATASET),demo)
-	$(PYTHON) -m ingest demo --out $(DATA)/demo --audio-dir $(DATA)/demo_audio --preset $(PRESET) --workers $(WORKERS) --shard-size 64
+	$(PYTHON) -m ingest demo --out $(DATA)/demo --audio-dir $(DATA)/demo_audio $(PRESET_ARG) --workers $(WORKERS) --shard-size 64
 else ifeq ($(DATASET),folder)
-	@test -n "$(SRC)" || { echo "usage: make shards DATASET=folder SRC=/path/to/audio [OUT=data/NAME] [PRESET=byol_a]"; exit 2; }
-	$(PYTHON) -m ingest folder "$(SRC)" --out $(OUT) --preset $(PRESET) --workers $(WORKERS)
+	@test -n "$(SRC)" || { echo "usage: make shards DATASET=folder SRC=/path/to/audio [OUT=data/NAME] [PRESET=name]"; exit 2; }
+	$(PYTHON) -m ingest folder "$(SRC)" --out $(OUT) $(PRESET_ARG) --workers $(WORKERS)
 else
 	@echo "DATASET=$(DATASET): use demo or folder here; AudioSet/FSD50K: see docs/datasets.md"; exit 2
 endif
@@ -84,7 +86,7 @@ endif
 # the varied demo corpus (6 families, nuisances, source-disjoint train/test): data/demo_varied{,_audio}
 shards-varied: setup
 	$(PYTHON) -m ingest demo --variant varied --out $(DATA)/demo_varied --audio-dir $(DATA)/demo_varied_audio \
-	  --preset $(PRESET) --workers $(WORKERS) --shard-size 64
+	  $(PRESET_ARG) --workers $(WORKERS) --shard-size 64
 
 pretrain: setup
 	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)

@@ -20,13 +20,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.bench_pipeline import wav_batches  # noqa: E402
-from pipeline import build_loader, register_sampler  # noqa: E402
+from pipeline import SAMPLERS, build_loader  # noqa: E402
 from pipeline.samplers.base import Sampler, random_start, take  # noqa: E402
 
 _ZEROS = np.zeros((1, 64, 96), np.float32)
 
 
-@register_sampler("_bench_const")
+@SAMPLERS.register("_bench_const")
 class _Const(Sampler):
     keys = ("x",)
 
@@ -34,7 +34,7 @@ class _Const(Sampler):
         return {"x": _ZEROS}
 
 
-@register_sampler("_bench_decode")
+@SAMPLERS.register("_bench_decode")
 class _Decode(Sampler):
     keys = ("x",)
 

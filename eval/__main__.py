@@ -8,7 +8,9 @@ import os
 import sys
 import textwrap
 
+from shards.atomic import atomic_write_json
 from shards.cli import cli_main
+from shards.frontend import DEFAULT_PRESET, get_preset
 
 from .probes import PROBE_HELP, PROBES
 
@@ -52,7 +54,7 @@ def build_parser(prog: str = "python -m eval") -> argparse.ArgumentParser:
     r.add_argument("--window-frames", type=int, default=None, help="window length T in frames (task default)")
     r.add_argument("--window-mode", choices=["crop", "sliding"], default=None, help="crop or sliding (task default)")
     r.add_argument("--aggregate", choices=["mean", "naive_bayes"], default=None, help="window aggregation (task default)")
-    r.add_argument("--frontend", default=None, help="frontend preset of the baselines when no run dir is given (byol_a)")
+    r.add_argument("--frontend", default=None, help=f"frontend preset of the baselines when no run dir is given ({DEFAULT_PRESET})")
     r.add_argument("--limit", type=int, default=None, help="at most N clips per split/fold (quick looks)")
     r.add_argument("--cache-dir", default=None, help="log-mel and embedding cache ($MELSTREAM_EVAL_CACHE or data/eval_cache)")
     r.add_argument("--batch-size", type=int, default=64)
@@ -100,7 +102,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--data {d!r}: expected TASK=PATH")
         data[k] = v
-    models = resolve_models(_split_list(a.model), a.frontend, a.device)
+    models = resolve_models(_split_list(a.model), get_preset(a.frontend) if a.frontend else None, a.device)
     o = RunOptions(tasks=tasks, data_root=a.data_root, data=data, protocols=protocols,
                    cache_dir=a.cache_dir or default_cache_dir(),
                    probe=ProbeConfig(max_epochs=a.max_epochs, patience=a.patience, seeds=tuple(range(a.seeds)), k=a.k),
@@ -108,7 +110,6 @@ def cmd_run(a: argparse.Namespace) -> int:
                                            max_steps=a.finetune_steps, device=a.device),
                    window_frames=a.window_frames, window_mode=a.window_mode, aggregate=a.aggregate, limit=a.limit,
                    batch_size=a.batch_size, workers=a.workers, progress=not a.no_progress)
-    from shards.atomic import atomic_write_json
 
     os.makedirs(a.out, exist_ok=True)
     results = evaluate(models, o, new_results(a.command),
@@ -145,7 +146,7 @@ def cmd_tasks(a: argparse.Namespace) -> int:
 
     if a.name:
         s = get_task(a.name)
-        mod = sys.modules[s.load.__module__] if getattr(s.load, "__module__", None) in sys.modules else None
+        mod = sys.modules.get(s.__module__)
         print(f"{s.name}: {s.description}\nprotocol: {s.protocol}\nmetric: {s.metric}\ndomain: {s.domain}\n"
               f"layout: {s.layout}\nwindow: {s.window.slug()}\nreference: {s.reference}\n")
         if mod is not None and mod.__doc__:

@@ -39,6 +39,7 @@ import numpy as np
 import shards
 from ingest import Item, SkipItem, decode_to_mels
 from ingest.decode import decode_audio
+from shards import shard_name
 from shards.atomic import atomic_write_json
 from shards.format import FAILURES, MANIFEST, PARTS_DIR, check_shard_name
 from shards.frontend import FrontendConfig
@@ -220,8 +221,6 @@ class EmbeddingWriter:
     """Writes ``<task>-<kind>-%06d.tar`` shards of per-clip embeddings, then ``manifest.json``."""
 
     def __init__(self, out_dir: str, task: str, kind: str, per_shard: int = 1000):
-        from shards import shard_name
-
         self.out_dir, self.task, self.kind, self.per_shard = out_dir, task, kind, per_shard
         self._name = lambda i: shard_name(task, kind, i)
         os.makedirs(out_dir, exist_ok=True)

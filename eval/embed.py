@@ -24,6 +24,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from models import build_encoder
+from models.export import load_run as load_encoder
 from shards.frontend import FrontendConfig
 from shards.norm import apply_input_norm
 from shards.progress import progress_bar, show_status
@@ -164,8 +166,6 @@ def file_hash(*paths: str) -> str:
 
 def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> EncoderModel:
     """An exported run dir (anything with ``encoder.json``) as a frozen model."""
-    from models.export import load_run as load_encoder
-
     enc, meta = load_encoder(run_dir, device=device)
     fe = FrontendConfig.from_dict(meta["frontend"])
     info = {"kind": "run", "run_dir": os.path.abspath(run_dir), "encoder": meta["encoder"], "kwargs": meta["kwargs"],
@@ -175,8 +175,6 @@ def load_run(run_dir: str, device: str = "cpu", name: Optional[str] = None) -> E
 
 
 def build_random_encoder(encoder: str, kwargs: dict, seed: int = 0) -> torch.nn.Module:
-    from models import build_encoder
-
     torch.manual_seed(seed)
     return build_encoder(encoder, **kwargs)
 

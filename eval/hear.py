@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.export import load_run
 from shards.frontend import FrontendConfig, LogMel
 
 from .embed import _unwrap, full_fp32, normalise
@@ -79,8 +80,6 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", device: Optional[str] = None, **kwargs) -> HearModel:
     """Load an exported encoder (a run dir with ``encoder.json`` + ``encoder.safetensors``)."""
-    from models.export import load_run
-
     if not model_file_path:
         raise ValueError("load_model needs the path of an exported run dir (holding encoder.json)")
     enc, meta = load_run(model_file_path, device=device or "cpu")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from shards.frontend import FrontendConfig, get_preset
+from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
 
 from . import metrics as M
 from .cache import default_cache_dir, ensure_mels
@@ -36,26 +36,16 @@ from .tasks import Window, get_task
 log = logging.getLogger("melstream.eval")
 
 
-def _frontend(fe: Union[FrontendConfig, dict, str, None]) -> FrontendConfig:
-    if fe is None:
-        return get_preset("byol_a")
-    if isinstance(fe, FrontendConfig):
-        return fe
-    if isinstance(fe, str):
-        return get_preset(fe)
-    return FrontendConfig.from_dict(fe)
-
-
 class OnlineProbe:
     """``OnlineProbe(task, data_root, cache_dir, frontend).evaluate(encoder, input_norm) -> dict``."""
 
     def __init__(self, task: str, data_root: str = "data", cache_dir: Optional[str] = None,
-                 frontend: Union[FrontendConfig, dict, str, None] = None, window_frames: Optional[int] = None,
+                 frontend: Optional[FrontendConfig] = None, window_frames: Optional[int] = None,
                  max_train: int = 2000, max_test: int = 1000, k: int = 10, linear_steps: int = 300,
                  batch_size: int = 128, seed: int = 0):
         t0 = time.time()
         self.task, self.k, self.linear_steps, self.batch_size, self.seed = task, k, linear_steps, batch_size, seed
-        self.fe = _frontend(frontend)
+        self.fe = frontend or get_preset(DEFAULT_PRESET)
         spec = get_task(task)
         td = spec.load(spec.locate(data_root))
         w = spec.window

@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from .results_table import cell, probes_in
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -27,8 +29,6 @@ def _plt():
 
 def bar_charts(r: dict, out_dir: str) -> list[str]:
     """One PNG per probe: tasks on the x axis, one bar per model, 95 % CI as error bars."""
-    from .report import cell, probes_in
-
     plt = _plt()
     tasks = list(r["tasks"])
     out = []

@@ -11,15 +11,15 @@ import sys
 if not __package__:  # run as a script from a checkout: make its packages importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from train.pretrain import main as train_main  # noqa: E402 - after the path fix-up above
+from train.pretrain import run_cli  # noqa: E402
+
 
 def main(argv: list[str] | None = None, prog: str = "eval/pretrain.py") -> int:
-    from eval.online import probe_callback
-    from train.pretrain import main as train_main
+    from eval.online import probe_callback  # the probe (torch, the eval cache) loads only when training starts
 
     return train_main(argv, probe_factory=probe_callback, prog=prog)
 
 
 if __name__ == "__main__":
-    from train.pretrain import run_cli
-
     run_cli(main)

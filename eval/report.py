@@ -18,8 +18,12 @@ from typing import Any, Optional
 
 import numpy as np
 
+from shards.atomic import atomic_write_bytes, atomic_write_json
+
 from . import metrics as M
+from .plots import bar_charts, training_curves
 from .probes import PROBE_HELP
+from .results_table import cell, model_kind, probes_in
 
 RESULTS_FORMAT = "melstream-eval-results"
 DOMAINS = (("environment", "Env."), ("speech", "Speech"), ("music", "Music"), ("other", "Other"))
@@ -69,18 +73,6 @@ def merge(reports: list[tuple[str, dict]]) -> dict[str, Any]:
 
 # -- table helpers --------------------------------------------------------------------------------------
 
-def model_kind(m: dict) -> str:
-    return m["info"].get("kind", "run")
-
-
-def cell(m: dict, task: str, probe: str) -> Optional[dict]:
-    """The result shown for a model in a probe's table (the supervised row shows its end-to-end result)."""
-    res = m["results"].get(task, {})
-    if model_kind(m) == "supervised":
-        return res.get("supervised")
-    return res.get(probe)
-
-
 def baseline_values(r: dict, task: str, probe: str) -> tuple[Optional[float], Optional[float]]:
     spec = sup = None
     for m in r["models"].values():
@@ -103,12 +95,6 @@ def add_normalised(r: dict) -> None:
                     continue  # supervised is the 100 % anchor; layer-wise rows are not normalised
                 spec, sup = baseline_values(r, task, probe)
                 res["normalised"] = M.normalised(res.get("mean"), spec, sup)
-
-
-def probes_in(r: dict) -> list[str]:
-    order = ["linear", "knn", "mlp", "finetune"]
-    have = {p for m in r["models"].values() for probes in m["results"].values() for p in probes}
-    return [p for p in order if p in have]
 
 
 def fmt(res: Optional[dict], normalised: bool = True) -> str:
@@ -229,8 +215,6 @@ def csv_rows(r: dict) -> list[dict]:
 def write_reports(r: dict, out_dir: str, title: Optional[str] = None, plots: bool = True,
                   run_dirs: Optional[dict[str, str]] = None) -> list[str]:
     """Write results.json/.csv/.md and the plots into ``out_dir``; returns the written paths."""
-    from shards.atomic import atomic_write_bytes, atomic_write_json
-
     os.makedirs(out_dir, exist_ok=True)
     add_normalised(r)
     written = []
@@ -244,8 +228,6 @@ def write_reports(r: dict, out_dir: str, title: Optional[str] = None, plots: boo
     written.append(os.path.join(out_dir, "results.csv"))
     md = markdown(r, title or f"Evaluation: {os.path.basename(os.path.normpath(out_dir))}")
     if plots:
-        from .plots import bar_charts, training_curves
-
         pngs = bar_charts(r, out_dir)
         dirs = dict(run_dirs or {})
         for name, m in r["models"].items():

@@ -12,8 +12,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from models import ENCODERS
 from shards import rundir
-from shards.frontend import FrontendConfig, get_preset
+from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
 from .embed import FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run, pad_value, untrained_model
@@ -46,8 +47,6 @@ def is_run_dir(spec: str) -> bool:
 
 
 def _encoder_kwargs(encoder: str, fe: FrontendConfig) -> dict:
-    from models import ENCODERS
-
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; known: {sorted(ENCODERS)}")
     try:
@@ -57,8 +56,9 @@ def _encoder_kwargs(encoder: str, fe: FrontendConfig) -> dict:
     return {"n_mels": fe.n_mels} if "n_mels" in params else {}
 
 
-def resolve_models(specs: list[str], frontend: Optional[str] = None, device: str = "cpu") -> list[ModelEntry]:
-    """Turn ``--model`` values into :class:`ModelEntry` rows (run dirs first resolved: baselines copy them)."""
+def resolve_models(specs: list[str], frontend: Optional[FrontendConfig] = None, device: str = "cpu") -> list[ModelEntry]:
+    """Turn ``--model`` values into :class:`ModelEntry` rows (run dirs first resolved: baselines copy them).
+    ``frontend``: the baselines' frontend (default: the first run dir's, else the default preset)."""
     runs: dict[str, ModelEntry] = {}
     for s in specs:
         if is_run_dir(s):
@@ -68,7 +68,7 @@ def resolve_models(specs: list[str], frontend: Optional[str] = None, device: str
             runs[s] = ModelEntry(fm.name, "run", fm.frontend, fm, (lambda e: (lambda seed: copy.deepcopy(e)))(enc0),
                                  fm.input_norm, {"kind": "run", **fm.describe()})
     ref = next(iter(runs.values()), None)
-    fe = get_preset(frontend) if frontend else (ref.frontend if ref else get_preset("byol_a"))
+    fe = frontend or (ref.frontend if ref else get_preset(DEFAULT_PRESET))
     out, names = [], set()
     for s in specs:
         if s in runs:
@@ -122,19 +122,19 @@ class RunOptions:
     progress: bool = True
 
 
-def resolve_window(spec: TaskSpec, o: RunOptions) -> Window:
+def resolve_window(spec: type[TaskSpec], o: RunOptions) -> Window:
     w = spec.window
     return Window(o.window_mode or w.mode, o.window_frames or w.frames, o.aggregate or w.aggregate, w.max_windows)
 
 
-def load_task(name: str, o: RunOptions) -> tuple[TaskSpec, TaskData]:
+def load_task(name: str, o: RunOptions) -> tuple[type[TaskSpec], TaskData]:
     spec = get_task(name)
     root = o.data.get(name) or spec.locate(o.data_root)
     td = spec.load(root).limited(o.limit)
     return spec, td
 
 
-def task_info(spec: TaskSpec, td: TaskData, window: Window) -> dict[str, Any]:
+def task_info(spec: type[TaskSpec], td: TaskData, window: Window) -> dict[str, Any]:
     counts = td.counts()
     sizes = (f"{len(td.folds)} folds ({len(td.clips)} clips)" if td.kfold else
              " / ".join(str(counts.get(s, 0)) if s != "valid" or counts.get(s) else "carved" for s in ("train", "valid", "test")))

@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from shards.cli import cli_main  # noqa: E402
 from shards.cli_types import OneLineParser, bounded_float, bounded_int  # noqa: E402
 from shards.codec import CODECS, DEFAULT_CODEC, DEFAULT_LEVEL  # noqa: E402
-from shards.frontend import PRESETS  # noqa: E402
+from shards.frontend import DEFAULT_PRESET, PRESETS  # noqa: E402
 from shards.lock import LockHeld  # noqa: E402
 from shards.redact import redact, redact_obj  # noqa: E402
 
@@ -30,7 +30,7 @@ from .sources import SOURCES  # noqa: E402  # every module of ingest/sources/ re
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="dataset root: shards go to OUT/<split>/")
-    p.add_argument("--preset", default="byol_a", choices=sorted(PRESETS), help="log-mel frontend preset")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="log-mel frontend preset")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=list(CODECS), help=CODEC_HELP)
     p.add_argument("--level", type=bounded_int(*bounds.LEVEL), default=DEFAULT_LEVEL,
                    help=f"zstd level (default {DEFAULT_LEVEL}; 9 encodes about twice as fast, about 3.5 %% larger)")

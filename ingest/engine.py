@@ -27,7 +27,8 @@ from shards import ShardWriter, build_manifest, shard_name
 from shards.bounded import MAX_RECORD_BYTES, load_json_bounded
 from shards.codec import DEFAULT_LEVEL
 from shards.format import MAX_KEY_LEN, PARTS_DIR, InvalidKey, check_name, fit_key
-from shards.frontend import FrontendConfig, get_preset, logmel
+from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset, logmel
+from shards.reader import decode_members, iter_tar_samples
 from shards.redact import redact_url
 from shards.writer import EncodedSample, encode_sample
 
@@ -88,7 +89,7 @@ DECODE_BATCH = 16
 @dataclass
 class IngestConfig:
     out: str
-    preset: str = "byol_a"
+    preset: str = DEFAULT_PRESET
     codec: str = "f16chunks"
     level: int = DEFAULT_LEVEL
     shard_size: str = DEFAULT_SHARD_SIZE
@@ -264,8 +265,6 @@ class _PreviousShard:
     """
 
     def __init__(self, out: str, task: ShardTask, frontend_hash: str, codec: str):
-        from shards.reader import iter_tar_samples
-
         self._it = None
         self._cur: tuple[str, dict] | None = None
         rec_p = _record_path(out, task.split, task.name)
@@ -295,8 +294,6 @@ class _PreviousShard:
         self._it, self._cur = None, None
 
     def take(self, item: Item, dataset: str) -> tuple[np.ndarray, dict[str, Any]] | None:
-        from shards.reader import decode_members
-
         while self._cur is not None and self._cur[0] < item.key:
             self._advance()
         if self._cur is None or self._cur[0] != item.key:

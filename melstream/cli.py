@@ -36,13 +36,13 @@ class Command:
 
 
 def _ingest(argv: list[str]) -> int:
-    from ingest.__main__ import main  # import cost, and the OpenMP policy it sets before torch loads
+    from ingest.__main__ import main  # local import: import cost, and the OpenMP policy it sets before torch loads
 
     return main(argv, prog=f"{PROG} ingest")
 
 
 def _shards(argv: list[str]) -> int:
-    from shards.__main__ import main
+    from shards.__main__ import main  # local import: only the subcommand that runs is loaded
 
     return main(argv, prog=f"{PROG} shards")
 
@@ -50,15 +50,15 @@ def _shards(argv: list[str]) -> int:
 def _train(argv: list[str]) -> int:
     """``train/pretrain.py`` with eval's online probe available, under ``accelerate launch -m melstream train``
     too; ``run_cli``'s debug hooks (SIGUSR1 stack dumps, MELSTREAM_HANG_DUMP_S) are installed first."""
-    from eval.pretrain import main  # import cost: torch and every model, only when training
-    from train.pretrain import install_debug_hooks
+    from eval.pretrain import main  # local import: torch and every model, only when training
+    from train.pretrain import install_debug_hooks  # local import: with the line above
 
     install_debug_hooks()
     return main(argv, prog=f"{PROG} train")
 
 
 def _eval(argv: list[str]) -> int:
-    from eval.__main__ import main  # import cost
+    from eval.__main__ import main  # local import: import cost
 
     return main(argv, prog=f"{PROG} eval")
 
@@ -77,9 +77,9 @@ Models: what can be trained, how big it is, and weights in and out.
 
 def models_list() -> str:
     """The registered methods, encoders, samplers and decoders, one line each."""
-    from models import DECODERS, ENCODERS  # import cost: torch and every encoder module
-    from models.objectives import OBJECTIVES
-    from pipeline import SAMPLERS
+    from models import DECODERS, ENCODERS  # local import: torch and every encoder module
+    from models.objectives import OBJECTIVES  # local import: with the line above
+    from pipeline import SAMPLERS  # local import: with the line above
 
     lines = ["methods (--method; default encoder, sampler):"]
     for name, cls in OBJECTIVES.items():
@@ -105,11 +105,11 @@ def _models(argv: list[str] | None) -> int:
         print(models_list())
         return 0
     if cmd in ("summary", "export"):
-        from models.__main__ import main as models_main  # import cost
+        from models.__main__ import main as models_main  # local import: import cost
 
         return models_main([cmd, *rest], prog=f"{PROG} models")
     if cmd == "import-weights":
-        from train.import_weights import main as import_main  # import cost
+        from train.import_weights import main as import_main  # local import: import cost
 
         return import_main(rest, prog=f"{PROG} models import-weights")
     print(f"error: {PROG} models: unknown command {cmd!r}; choose from list, summary, export, import-weights", file=sys.stderr)

@@ -5,9 +5,8 @@ See docs/contracts.md ("Encoders") for the interface and docs/models.md for each
 """
 from .base import Encoder
 from .decoders import Decoder, MLPDecoder, MobileDecoder, build_decoder
-from .registry import DECODERS, ENCODERS, build_encoder, register_decoder, register_encoder
+from .registry import DECODERS, ENCODERS, build_encoder
 
 __all__ = [
-    "Encoder", "ENCODERS", "DECODERS", "build_encoder", "build_decoder", "register_encoder",
-    "register_decoder", "Decoder", "MobileDecoder", "MLPDecoder",
+    "Encoder", "ENCODERS", "DECODERS", "build_encoder", "build_decoder", "Decoder", "MobileDecoder", "MLPDecoder",
 ]

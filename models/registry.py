@@ -1,35 +1,18 @@
-"""Name -> class registries for encoders and decoders (``@register_encoder("mobile")``).
+"""Name -> class registries for encoders and decoders (``@ENCODERS.register("mobile")``).
 
-Encoders are discovered from ``models/encoders/`` (one module each; see :class:`shards.registry.Registry`).
+Encoders are discovered from ``models/encoders/`` and decoders from ``models/decoders/`` (one module
+each; see :class:`shards.registry.Registry`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from shards.registry import Registry
 
 from .base import Encoder
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder", package="models.encoders")
-DECODERS: Registry[type] = Registry("decoder")
-
-E = TypeVar("E", bound=type)
-
-
-def register_encoder(name: str) -> Callable[[E], E]:
-    """Class decorator: register an :class:`Encoder` subclass under ``name``."""
-
-    def deco(cls: E) -> E:
-        ENCODERS.add(name, cls)  # type: ignore[arg-type]
-        cls.name = name  # type: ignore[attr-defined]
-        return cls
-
-    return deco
-
-
-def register_decoder(name: str) -> Callable[[E], E]:
-    """Class decorator: register a decoder class under ``name``."""
-    return DECODERS.register(name)
+DECODERS: Registry[type] = Registry("decoder", package="models.decoders")
 
 
 def build_encoder(name: str, **kwargs: Any) -> Encoder:

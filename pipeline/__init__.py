@@ -9,10 +9,10 @@ from .dataset import MelStream, SkipCounter
 from .epoch_plan import EpochPlan, RankLayout, dataset_fingerprint
 from .loader import LoaderInfo, build_loader, resolve_rank
 from .manifests import DatasetFacts, FrontendMismatch, check_frontend, read_manifests
-from .samplers import SAMPLERS, Sampler, build_sampler, register_sampler
+from .samplers import SAMPLERS, Sampler, build_sampler
 
 __all__ = [
-    "build_loader", "LoaderInfo", "resolve_rank", "SAMPLERS", "Sampler", "build_sampler", "register_sampler",
+    "build_loader", "LoaderInfo", "resolve_rank", "SAMPLERS", "Sampler", "build_sampler",
     "read_manifests", "check_frontend", "DatasetFacts", "FrontendMismatch", "MelStream", "SkipCounter",
     "EpochPlan", "RankLayout", "dataset_fingerprint",
 ]

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from shards.frontend import FrontendConfig
+
 from .dataset import MelStream, SkipCounter
 from .epoch_stream import StepBatches
 from .manifests import DatasetFacts, check_frontend, read_manifests
@@ -79,7 +81,7 @@ class LoaderInfo:
 
 def build_loader(shard_dirs: list[str] | str, sampler: str | Sampler, batch_size: int, mode: str = "train", seed: int = 0,
                  rank: int | None = None, world_size: int | None = None, num_workers: int = 0, resume_step: int = 0,
-                 expect_n_mels: int | None = None, expect_frontend: Any = None, sampler_kwargs: dict | None = None,
+                 expect_n_mels: int | None = None, expect_frontend: FrontendConfig | None = None, sampler_kwargs: dict | None = None,
                  shuffle_buffer: int = 1000, pin_memory: bool | None = None, crops_per_clip: int = 1,
                  allow_pipe: bool = False, return_keys: bool = False, prefetch_factor: int | None = None,
                  data_order: str = "resampled", grad_accum: int = 1) -> tuple[Any, LoaderInfo]:
@@ -88,7 +90,7 @@ def build_loader(shard_dirs: list[str] | str, sampler: str | Sampler, batch_size
     ``mode='train'``: endless, resampled, shuffled, seeded by (seed, rank, worker, resume_step).
     ``mode='eval'``: one pass, every clip once across ranks and workers, ``len(loader)`` equal batches of
     exactly ``batch_size`` rows per rank, repeats marked ``valid = False``.
-    ``expect_n_mels`` / ``expect_frontend`` (preset name or dict) stop with a clear message on mismatch.
+    ``expect_n_mels`` / ``expect_frontend`` (a ``FrontendConfig``) stop with a clear message on mismatch.
     ``crops_per_clip`` > 1 draws several examples per decoded clip (more throughput, less diversity).
     ``return_keys`` adds ``__key__`` (list of clip keys) to every batch, for checks and debugging.
     ``data_order='epoch'`` (training): every clip once per epoch in an order fixed by (seed, step, dataset)

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from shards import MANIFEST, ManifestError, validate_manifest
 from shards.bounded import TooLarge
+from shards.frontend import FrontendConfig
 from shards.redact import redact
 
 from .urls import UrlError, join, local_path, read_json, scheme_of
@@ -153,22 +154,18 @@ def read_manifests(dirs: list[str] | str, allow_pipe: bool = False) -> DatasetFa
         stats_count=count, num_clips=clips, shards=shards, codecs=codecs, manifests=manifests)
 
 
-def check_frontend(facts: DatasetFacts, expect_n_mels: int | None = None, expect_frontend: Any = None) -> None:
+def check_frontend(facts: DatasetFacts, expect_n_mels: int | None = None, expect_frontend: FrontendConfig | None = None) -> None:
     """Raise :class:`FrontendMismatch` when the shards' frontend is not what the method/encoder expects.
 
-    ``expect_frontend`` is a preset name (``'hares'``), a dict, or an ``shards.frontend.FrontendConfig``.
+    ``expect_frontend`` is a :class:`shards.frontend.FrontendConfig` (a preset name is parsed where it is
+    read: ``shards.frontend.get_preset``).
     """
     fe = facts.frontend
     where = ", ".join(facts.dirs)
     if expect_frontend is not None:
-        from shards.frontend import FrontendConfig, get_preset
-
-        if isinstance(expect_frontend, str):
-            want = get_preset(expect_frontend).to_dict()
-        elif isinstance(expect_frontend, FrontendConfig):
-            want = expect_frontend.to_dict()
-        else:
-            want = dict(expect_frontend)
+        if not isinstance(expect_frontend, FrontendConfig):
+            raise TypeError(f"expect_frontend must be a FrontendConfig, got {type(expect_frontend).__name__}")
+        want = expect_frontend.to_dict()
         if dict(fe) != want:
             raise FrontendMismatch(
                 f"shards in {where} were made with frontend {fe.get('name')!r} ({fe.get('n_mels')} mels) but "

@@ -36,13 +36,15 @@ import numpy as np
 import torch
 
 EPS = float(torch.finfo(torch.float32).eps)
+#: the frontend every command uses unless told otherwise (the one place it is spelled)
+DEFAULT_PRESET = "byol_a"
 
 
 @dataclass(frozen=True)
 class FrontendConfig:
     """All parameters of the log-mel transform; stored verbatim in every shard manifest."""
 
-    name: str = "byol_a"
+    name: str = DEFAULT_PRESET  # the field defaults below are that preset's
     sample_rate: int = 16000
     n_fft: int = 1024
     win_length: int = 1024

@@ -8,8 +8,11 @@ eval tasks, ingest sources).
 
     ENCODERS.get("mobile")     # the class; unknown names raise UnknownNameError listing the known ones
     ENCODERS.names()           # sorted names
+    Mobile.name                # "mobile": a registered class learns its name
 
-``register`` refuses a name twice.  With ``package=``, the first lookup imports every module of that
+This decorator is the one way to register, for all six kinds; what else a kind needs (a source's
+``help``, a task's ``family``) is a class attribute of the decorated class.  ``register`` refuses a
+name twice.  With ``package=``, the first lookup imports every module of that
 package's folder (auto-discovery), so adding an implementation is adding one file.  A ``Registry`` is a
 read-only mapping (``name in R``, ``R[name]``, ``sorted(R)``, ``R.items()``).  It lives in ``shards``, the
 bottom of the import graph, because every package uses it; it imports nothing else of ours.
@@ -49,6 +52,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     # ------------------------------------------------------------------ registration
     def add(self, name: str, obj: T) -> T:
+        """The lower level of :meth:`register` (no ``name`` set): for a test's temporary entry, with :meth:`remove`."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
         if name in self._items:
@@ -57,10 +61,17 @@ class Registry(Mapping[str, T], Generic[T]):
         return obj
 
     def register(self, name: str) -> Callable[[O], O]:
-        """Decorator: ``@R.register("name")`` adds the decorated object under ``name``."""
+        """Decorator: ``@R.register("name")`` adds the decorated object under ``name``.  A class also gets
+        ``cls.name = name``; a class whose own body sets another ``name`` is refused (one name, one place)."""
 
         def deco(obj: O) -> O:
+            if isinstance(obj, type):
+                own = obj.__dict__.get("name")
+                if isinstance(own, str) and own and own != name:
+                    raise ValueError(f"{self.kind} {obj.__name__} sets name={own!r} but is registered as {name!r}")
             self.add(name, obj)  # type: ignore[arg-type]
+            if isinstance(obj, type):
+                setattr(obj, "name", name)
             return obj
 
         return deco

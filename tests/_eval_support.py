@@ -18,12 +18,11 @@ def tiny_encoder_class():
     """Register (once) and return a ~1k-parameter encoder with the Encoder interface."""
     from models import ENCODERS
     from models.base import Encoder
-    from models.registry import register_encoder
 
     if TINY in ENCODERS:
         return ENCODERS[TINY]
 
-    @register_encoder(TINY)
+    @ENCODERS.register(TINY)
     class TinyEncoder(Encoder):
         def __init__(self, n_mels: int = 64, d: int = 16) -> None:
             super().__init__()

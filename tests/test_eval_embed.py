@@ -50,7 +50,7 @@ def _tone_csv(root, n_per=6, folds=3):
 def test_kfold_csv_task_through_the_runner_and_cache(tmp_path, monkeypatch):
     _tone_csv(str(tmp_path / "data"))
     cache = str(tmp_path / "cache")
-    models = resolve_models(["spectrogram"], frontend="byol_a")
+    models = resolve_models(["spectrogram"], frontend=get_preset("byol_a"))
     o = RunOptions(tasks=["csv"], data={"csv": str(tmp_path / "data")}, protocols=("linear", "knn"), cache_dir=cache,
                    probe=QUICK, progress=False)
     r = evaluate(models, o)
@@ -133,7 +133,7 @@ def test_online_probe(demo_small, tmp_path):
     shard_root, _ = demo_small
     m = load_run(export_encoder(str(tmp_path / "run"), metrics=False))
     probe = OnlineProbe("demo_family", data_root=shard_root, cache_dir=str(tmp_path / "cache"),
-                        frontend=m.frontend.to_dict(), linear_steps=50)
+                        frontend=m.frontend, linear_steps=50)
     m.encoder.train()
     out = probe.evaluate(m.encoder, m.input_norm)
     assert set(out) == {"probe/demo_family/knn_accuracy", "probe/demo_family/linear_accuracy"}

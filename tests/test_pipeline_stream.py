@@ -177,8 +177,8 @@ def test_frontend_checks_stop_with_a_clear_message(synth, hares):
     with pytest.raises(FrontendMismatch, match="64 mel bins.*expects 80"):
         build_loader([synth], "crop", 4, expect_n_mels=80)
     with pytest.raises(FrontendMismatch, match="'byol_a' \\(64 mels\\) but 'hares' \\(80 mels\\)"):
-        build_loader([synth], "crop", 4, expect_frontend="hares")
-    loader, info = build_loader([hares], "views", 2, expect_frontend="hares", expect_n_mels=80, mode="eval")
+        build_loader([synth], "crop", 4, expect_frontend=get_preset("hares"))
+    loader, info = build_loader([hares], "views", 2, expect_frontend=get_preset("hares"), expect_n_mels=80, mode="eval")
     assert info.n_mels == 80 and next(iter(loader))["x1"].shape == (2, 1, 80, 96)
 
 
@@ -370,7 +370,7 @@ CONTRACT = {
 def test_every_sampler_on_demo_shards_follows_the_contract(demo):
     dirs = [os.path.join(demo, "pretrain"), os.path.join(demo, "train")]
     for name, spec in CONTRACT.items():
-        loader, info = build_loader(dirs, name, 6, mode="train", expect_frontend="byol_a", shuffle_buffer=8, seed=0)
+        loader, info = build_loader(dirs, name, 6, mode="train", expect_frontend=get_preset("byol_a"), shuffle_buffer=8, seed=0)
         b = next(iter(loader))
         assert set(b) == set(spec) | {"valid"}, name
         for k, shape in spec.items():

@@ -1,6 +1,8 @@
 """The one registry helper (shards.registry.Registry) and the six registries built on it."""
 from __future__ import annotations
 
+import os
+import re
 import sys
 
 import pytest
@@ -106,3 +108,112 @@ def test_every_sampler_emits_its_keys(name):
     batch = collate(examples[:4], [True] * 4, s, rng)
     assert set(s.keys) <= set(batch), (name, s.keys, sorted(batch))
     assert all(batch[k].shape[0] == 4 for k in s.keys)
+
+
+def test_register_names_the_class_and_refuses_a_second_spelling():
+    r: Registry[type] = Registry("widget")
+
+    @r.register("round")
+    class Round:
+        pass
+
+    assert Round.name == "round" and r["round"] is Round  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="widget Square sets name='square' but is registered as 'box'"):
+        @r.register("box")
+        class Square:
+            name = "square"
+    assert "box" not in r
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder", "objective", "sampler", "task", "source"])
+def test_one_idiom_one_file_per_kind(kind):
+    """Every kind discovers its own folder, and every registered name sits in a module of that folder
+    whose source says ``@<REGISTRY>.register("<name>")`` above the class (the one idiom)."""
+    import importlib
+    import inspect
+
+    reg = _registries()[kind]
+    assert reg.package, f"{kind}: no folder discovery"
+    folder = os.path.dirname(importlib.import_module(reg.package).__file__)
+    for name, obj in reg.items():
+        assert isinstance(obj, type) and obj.name == name, (kind, name)
+        path = inspect.getsourcefile(obj)
+        assert os.path.dirname(path) == folder, (kind, name, path)
+        src = open(path, encoding="utf-8").read()
+        assert re.search(rf'@[A-Z_]+\.register\("{re.escape(name)}"\)\nclass {obj.__name__}\b', src), (kind, name, path)
+
+
+def test_the_old_registration_helpers_are_gone():
+    import ingest.sources
+    import models
+    import models.objectives.base
+    import pipeline
+    import pipeline.samplers.base
+    from eval.tasks import registry
+
+    for mod, helper in ((models, "register_encoder"), (models, "register_decoder"), (pipeline, "register_sampler"),
+                        (pipeline.samplers.base, "register_sampler"), (models.objectives.base, "register"),
+                        (registry, "register"), (ingest.sources, "register_source")):
+        assert not hasattr(mod, helper), (mod.__name__, helper)
+
+
+def test_tasks_and_sources_carry_their_metadata_as_class_attributes():
+    from eval.tasks import TASKS, TaskSpec
+    from ingest.sources import SOURCES, SourceSpec
+
+    for name, t in TASKS.items():
+        assert issubclass(t, TaskSpec) and t.load.__func__ is not TaskSpec.load.__func__, name
+        assert t.family and t.domain in ("environment", "speech", "music", "other") and t.protocol and t.description, name
+        assert t.metric == ("mAP" if t.multilabel else "accuracy"), name
+    for name, s in SOURCES.items():
+        assert issubclass(s, SourceSpec) and s.help and s.run is not SourceSpec.run, name
+
+
+def test_trainer_hooks_are_declared_on_the_objective_base():
+    """``frontend_preset`` has its default on ``Objective``; ``constructor_extras`` comes from each signature."""
+    from models.objectives import OBJECTIVES, Objective
+    from shards.frontend import PRESETS
+
+    assert Objective.frontend_preset == "hares" and "frontend_preset" in Objective.__dict__
+    for name, cls in OBJECTIVES.items():
+        assert cls.frontend_preset in PRESETS, name
+        assert "preset" in cls.constructor_extras(), name
+    assert OBJECTIVES["supervised"].constructor_extras() == {"preset", "num_classes"}
+    assert OBJECTIVES["autoencoder"].constructor_extras() == {"preset", "decoder"}
+    assert OBJECTIVES["m2d"].frontend_preset == "m2d" and OBJECTIVES["byol_a"].frontend_preset == "hares"
+
+
+def test_one_default_preset():
+    """``DEFAULT_PRESET`` is the one spelling: ``FrontendConfig()`` is that preset and the CLIs default to it."""
+    from ingest.__main__ import build_parser
+    from ingest.engine import IngestConfig
+    from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
+
+    assert FrontendConfig() == get_preset(DEFAULT_PRESET)
+    assert IngestConfig(out="x").preset == DEFAULT_PRESET
+    assert build_parser().parse_args(["folder", "src", "--out", "o"]).preset == DEFAULT_PRESET
+
+
+def test_a_new_source_is_one_registered_class():
+    """The source idiom of docs/contracts.md, end to end through ``python -m ingest``'s parser."""
+    from ingest.__main__ import build_parser
+    from ingest.sources import SOURCES, SourceSpec
+
+    @SOURCES.register("toy_source_test")
+    class ToySpec(SourceSpec):
+        help = "a toy source"
+
+        @staticmethod
+        def add_args(p):
+            p.add_argument("--thing", default="x")
+
+        @staticmethod
+        def run(a):
+            return f"source for {a.thing}"
+
+    try:
+        a = build_parser().parse_args(["toy_source_test", "--out", "o", "--thing", "y"])
+        assert SOURCES[a.source].run(a) == "source for y" and ToySpec.name == "toy_source_test"
+    finally:
+        SOURCES.remove("toy_source_test")
+    assert "toy_source_test" not in SOURCES

@@ -13,6 +13,8 @@ import logging
 import os
 from typing import Any
 
+from pipeline import EpochPlan, dataset_fingerprint
+
 log = logging.getLogger("melstream.train")
 
 FILE = "data_state.json"
@@ -20,8 +22,6 @@ FILE = "data_state.json"
 
 def data_state(data_order: str, seed: int, step: int, global_batch: int, facts: Any, world_size: int,
                num_workers: int) -> dict[str, Any]:
-    from pipeline import EpochPlan, dataset_fingerprint
-
     out: dict[str, Any] = {"data_order": data_order, "seed": int(seed), "step": int(step),
                            "global_batch": int(global_batch),
                            "dataset": dataset_fingerprint((s.url, s.samples) for s in facts.shards),

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from models import build_encoder
 from models.export import load_run as load_encoder
 from shards.norm import apply_input_norm
 from shards.rundir import FORMAT_VERSION, META, WEIGHTS, make_meta, read_meta, read_safetensors, write_run
@@ -65,8 +66,6 @@ def import_weights(out: str, encoder_name: str, kwargs: dict[str, Any], weights:
                    input_norm: dict[str, Any] | None, method: str = "imported") -> str:
     """Turn outside weights (an official checkpoint) into a run directory that evaluation, the HEAR
     wrapper and ``--init`` load like any trained melstream encoder."""
-    from models import build_encoder
-
     enc = build_checked(build_encoder, encoder_name, kwargs, "bad --encoder-arg")
     load_weights(enc, weights)
     os.makedirs(out, exist_ok=True)

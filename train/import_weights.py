@@ -17,6 +17,7 @@ import sys
 
 from models import ENCODERS
 from shards.cli import cli_main
+from shards.frontend import PRESETS, get_preset
 
 from .config import parse_kv
 from .export import import_weights
@@ -24,8 +25,6 @@ from .export import import_weights
 
 @cli_main("python -m train.import_weights")
 def main(argv: list[str] | None = None, prog: str = "python -m train.import_weights") -> int:
-    from shards.frontend import PRESETS, get_preset
-
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, choices=sorted(ENCODERS))
     ap.add_argument("--encoder-arg", action="append", default=[], metavar="KEY=VALUE")

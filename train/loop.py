@@ -27,7 +27,13 @@ from typing import Any, Callable
 
 import torch
 
-from shards.atomic import atomic_write_bytes
+from models import ENCODERS, build_encoder
+from models.objectives import build_objective, get_objective_class
+from pipeline import SAMPLERS, build_loader, build_sampler, read_manifests
+from pipeline.samplers import resolve_augment_on
+from shards import sha256_file
+from shards.atomic import atomic_write_bytes, atomic_write_json
+from shards.frontend import FrontendConfig
 from shards.progress import progress_bar, progress_enabled
 
 from .budget import TimeBudget
@@ -97,8 +103,6 @@ def shutdown_distributed(timeout_s: float = 60.0) -> bool:
 
 
 def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[str, dict[str, Any]]:
-    from models import ENCODERS
-
     default_name, default_kwargs = obj_cls.default_encoder
     name = cfg.encoder or default_name
     if name not in ENCODERS:
@@ -109,7 +113,7 @@ def _encoder_setup(cfg: TrainConfig, obj_cls: Any, data_n_mels: int) -> tuple[st
     accepts_n_mels = "n_mels" in inspect.signature(builder).parameters if callable(builder) else False
     if "n_mels" in default_kwargs and "n_mels" not in cfg.encoder_kwargs and name == default_name \
             and int(default_kwargs["n_mels"]) != data_n_mels:
-        preset = getattr(obj_cls, "frontend_preset", None) or "hares"
+        preset = obj_cls.frontend_preset
         raise ValueError(f"method {cfg.method} expects {default_kwargs['n_mels']}-mel input for {name} (its paper's frontend) "
                          f"but the shards have {data_n_mels}: re-ingest with `python -m ingest folder SRC --out DIR "
                          f"--preset {preset}` (make shards PRESET={preset}) or pass --encoder-arg n_mels={data_n_mels}")
@@ -127,9 +131,6 @@ def _sampler_kwargs(cfg: TrainConfig, sampler: str, obj_cls: Any, hp: Any, encod
     objective's data-side options (``sampler_options``: e.g. a masking ratio and the encoder's patch grid),
     each only where a part of the sampler takes it, then ``--sampler-arg`` overrides; last,
     ``augment_on='auto'`` settled for the training device (``resolve_augment_on``: GPU -> ``device``)."""
-    from pipeline import SAMPLERS
-    from pipeline.samplers import resolve_augment_on
-
     kw: dict[str, Any] = dict(obj_cls.sampler_kwargs) if sampler == obj_cls.sampler else {}
     params = inspect.signature(SAMPLERS.get(sampler.split("+")[0])).parameters
     if "n_frames" in params and getattr(hp, "n_frames", None):
@@ -168,8 +169,6 @@ def _truncate_metrics(path: str, step: int) -> None:
 
 
 def _manifest_hashes(dirs: list[str]) -> dict[str, str]:
-    from shards import sha256_file
-
     return {d: sha256_file(os.path.join(d, "manifest.json")) for d in dirs if os.path.exists(os.path.join(d, "manifest.json"))}
 
 
@@ -199,8 +198,6 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
     read = gather_object([[str(k) for k in keys[:256]]])
     steps = gather_object([int(step)])
     if acc.is_main_process:
-        from shards.atomic import atomic_write_json
-
         atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
             "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
@@ -276,10 +273,6 @@ def setup(cfg: TrainConfig) -> Run:
     checked), optimiser, schedule, resume, ``config.yaml``."""
     import yaml
     from accelerate.utils import set_seed
-
-    from models import build_encoder
-    from models.objectives import build_objective, get_objective_class
-    from pipeline import build_sampler, read_manifests
 
     budget = TimeBudget(cfg.max_minutes, cfg.budget_plan_steps)  # the clock starts here (train/budget.py)
     obj_cls = get_objective_class(cfg.method)
@@ -403,7 +396,8 @@ def log_step(run: Run, lval: float, out: dict[str, torch.Tensor], info: Any, exa
            "corrupt_skipped": int(getattr(info, "skipped", 0) or 0)}
     rec.update({k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.numel() == 1})
     if probe is not None and cfg.probe_every and run.step % cfg.probe_every == 0 and acc.is_main_process:
-        rec.update(probe(run.unwrapped.encoder, {"input_norm": run.input_norm, "frontend": run.facts.frontend}))
+        rec.update(probe(run.unwrapped.encoder, {"input_norm": run.input_norm,
+                                                  "frontend": FrontendConfig.from_dict(run.facts.frontend)}))
         run.objective.train()
     if acc.is_main_process:
         with open(run.metrics_path, "a") as f:
@@ -429,8 +423,6 @@ def _data_state(run: Run) -> dict[str, Any]:
 
 def _segment_loader(run: Run) -> tuple[Any, Any]:
     """The stream from the current step on (re-seeded at every checkpoint boundary; module docstring)."""
-    from pipeline import build_loader
-
     cfg, acc = run.cfg, run.acc
     return build_loader(cfg.shards, run.sampler, run.local_batch, mode="train", seed=cfg.seed,
                         rank=acc.process_index, world_size=run.world, num_workers=cfg.num_workers,

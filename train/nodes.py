@@ -11,6 +11,8 @@ import os
 import socket
 from typing import Any
 
+from shards.atomic import atomic_write_json
+
 
 def _env_int(*names: str) -> int | None:
     for n in names:
@@ -34,8 +36,6 @@ def write_node_record(out: str, acc: Any) -> str | None:
     """The node's local rank 0 writes ``out/nodes/node-NNN.json`` (host, ranks, pid); others write nothing."""
     if not acc.is_local_main_process:
         return None
-    from shards.atomic import atomic_write_json
-
     info = node_info(acc)
     path = os.path.join(out, "nodes", f"node-{info['node']:03d}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = Non
     """Parse the flags and train; ``probe_factory(task, data_root, cache_dir)`` makes the online probe;
     ``prog`` names the command in ``--help`` and in error lines."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # local import: heavy (torch); importing this module stays cheap for the CLIs that wrap main()
     from models import ENCODERS
-    from models.objectives import OBJECTIVES
+    from models.objectives import OBJECTIVES  # local import: heavy (torch), as above
     from train.config import load_config
     from train.loop import NonFiniteLoss, train
 

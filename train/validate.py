@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from models import ENCODERS
+from pipeline import SAMPLERS
 from shards.typed import (  # noqa: F401  re-exported: the generic checks live in shards
     POSITIVE_KWARGS,
     ConfigError,
@@ -40,10 +42,7 @@ def check_run(cfg: Any, obj_cls: Any) -> Any:
     """``cfg`` (a ``TrainConfig``) with its ``--hp``/``--encoder-arg``/``--sampler-arg`` values converted to
     the types of the method's ``HParams``, the encoder's and the sampler's constructors; unknown encoder
     and sampler names or arguments are refused here, before anything is written."""
-    from models import ENCODERS
-    from pipeline import SAMPLERS
-
-    extras = {"num_classes", "decoder", "preset"}  # handled by the objective, not HParams fields
+    extras = obj_cls.constructor_extras()  # handled by the objective's constructor, not as HParams fields
     hp_fields = {f.name for f in dataclasses.fields(obj_cls.HParams)}
     known = {k: v for k, v in cfg.hparams.items() if k in hp_fields and k not in extras}
     hparams = {**cfg.hparams, **check_fields(obj_cls.HParams, known, lambda k: f"--hp {k}", HPARAM_BOUNDS)}

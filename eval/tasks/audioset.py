@@ -20,8 +20,8 @@ import os
 
 from ingest.sources.audioset import parse_segments, read_class_labels
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, require, scan_audio
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, require, scan_audio
+from .registry import TASKS
 
 
 def _index_audio(adir: str) -> dict[str, str]:
@@ -57,10 +57,21 @@ def load(root: str, task: str = "audioset") -> TaskData:
     return td.check()
 
 
-register(name="audioset", family="audioset", domain="environment", protocol="audioset-balanced",
-         description="AudioSet (527 classes, multi-label, mAP); balanced_train / eval; MLP protocol of HARES",
-         layout="ROOT/{balanced_train,eval}_segments.csv, ROOT/class_labels_indices.csv, "
-                "ROOT/audio/{balanced_train,eval}/<YTID>*.<ext>",
-         load=load, markers=("eval_segments.csv",), default_dirs=("audioset", "AudioSet"), multilabel=True,
-         window=Window("sliding", 96, "mean"), max_seconds=10.0,
-         reference="Wang et al. 2022 Sec. 2.1, App. A")
+@TASKS.register("audioset")
+class AudiosetTask(TaskSpec):
+    family = "audioset"
+    domain = "environment"
+    protocol = "audioset-balanced"
+    description = "AudioSet (527 classes, multi-label, mAP); balanced_train / eval; MLP protocol of HARES"
+    layout = ("ROOT/{balanced_train,eval}_segments.csv, ROOT/class_labels_indices.csv, "
+              "ROOT/audio/{balanced_train,eval}/<YTID>*.<ext>")
+    markers = ("eval_segments.csv",)
+    default_dirs = ("audioset", "AudioSet")
+    multilabel = True
+    window = Window("sliding", 96, "mean")
+    max_seconds = 10.0
+    reference = "Wang et al. 2022 Sec. 2.1, App. A"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

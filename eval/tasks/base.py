@@ -10,8 +10,9 @@ import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Any, ClassVar, Iterable, Optional
 
+from ingest.decode import AUDIO_EXTENSIONS
 from ingest.sources.folder import path_key
 
 SPLITS = ("train", "valid", "test")
@@ -172,8 +173,6 @@ def hash_split(name: str, fractions: tuple[float, float] = (0.8, 0.1)) -> str:
 
 def scan_audio(root: str, exts: Optional[frozenset] = None) -> list[str]:
     """Relative paths of the audio files under ``root`` (sorted, hidden entries skipped)."""
-    from ingest.decode import AUDIO_EXTENSIONS
-
     exts = exts or AUDIO_EXTENSIONS
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -207,39 +206,48 @@ class Window:
         return f"{self.mode}{self.frames}" + (f"-max{self.max_windows}" if self.mode == "sliding" else "")
 
 
-@dataclass
 class TaskSpec:
-    """A registry entry: how to find, load and window one task, and what it reports."""
+    """Base of a registered task: how to find, load and window it, and what it reports.
 
-    name: str
-    family: str
-    domain: str                          # environment | speech | music | other (HARES domains, Wang et al. 2022)
-    protocol: str                        # the protocol name results carry
-    description: str
-    layout: str                          # the on-disk layout the loader expects (docs/evaluation.md)
-    load: Callable[[str], TaskData]
-    markers: tuple[str, ...] = ()        # relative paths that identify the dataset folder
-    default_dirs: tuple[str, ...] = ()   # names the dataset folder usually has under --data-root
-    multilabel: bool = False
-    window: Window = Window()
-    max_seconds: Optional[float] = None  # decode at most this much of each file (long recordings)
-    reference: str = ""
+    A task is a subclass with these class attributes and a ``load`` classmethod, registered with
+    ``@TASKS.register("name")`` (which sets ``name``); ``TASKS.get(name)`` returns the class.
+    """
 
-    @property
-    def metric(self) -> str:
-        return "mAP" if self.multilabel else "accuracy"
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    domain: ClassVar[str] = "other"            # environment | speech | music | other (HARES domains, Wang et al. 2022)
+    protocol: ClassVar[str] = ""               # the protocol name results carry
+    description: ClassVar[str] = ""
+    layout: ClassVar[str] = ""                 # the on-disk layout the loader expects (docs/evaluation.md)
+    markers: ClassVar[tuple[str, ...]] = ()    # relative paths that identify the dataset folder
+    default_dirs: ClassVar[tuple[str, ...]] = ()  # names the dataset folder usually has under --data-root
+    multilabel: ClassVar[bool] = False
+    window: ClassVar[Window] = Window()
+    max_seconds: ClassVar[Optional[float]] = None  # decode at most this much of each file (long recordings)
+    reference: ClassVar[str] = ""
+    metric: ClassVar[str] = "accuracy"         # derived from ``multilabel``: "mAP" or "accuracy"
 
-    def locate(self, data_root: str) -> str:
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.metric = "mAP" if cls.multilabel else "accuracy"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        """Every clip of the dataset at ``root`` with its labels and official split or fold."""
+        raise NotImplementedError(f"task {cls.name or cls.__name__} has no load()")
+
+    @classmethod
+    def locate(cls, data_root: str) -> str:
         """The dataset folder: ``data_root`` itself or one of ``default_dirs`` under it."""
-        cands = [os.path.join(data_root, d) for d in self.default_dirs] + [data_root]
+        cands = [os.path.join(data_root, d) for d in cls.default_dirs] + [data_root]
         for c in cands:
-            if self.markers and all(os.path.exists(os.path.join(c, m)) for m in self.markers):
+            if cls.markers and all(os.path.exists(os.path.join(c, m)) for m in cls.markers):
                 return c
         for c in cands:
-            if os.path.isdir(c) and not self.markers:
+            if os.path.isdir(c) and not cls.markers:
                 return c
         for c in cands:  # the first existing candidate; the loader names the missing file
             if os.path.exists(c):
                 return c
-        raise LayoutError(f"{self.name}: data root {data_root!r} does not exist"
-                          + (f" (looked for {', '.join(self.default_dirs)} under it)" if self.default_dirs else ""))
+        raise LayoutError(f"{cls.name}: data root {data_root!r} does not exist"
+                          + (f" (looked for {', '.join(cls.default_dirs)} under it)" if cls.default_dirs else ""))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, read_dict_csv, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, read_dict_csv, require
+from .registry import TASKS
 
 SETS = (
     ("ff1010bird_metadata_2018.csv", "ff1010bird_wav"),
@@ -43,10 +43,19 @@ def load(root: str, task: str = "bird_audio_detection") -> TaskData:
     return TaskData(task, "bad18-dataset-3fold", clips, ["bird", "no_bird"], False, root, folds=[1, 2, 3]).check()
 
 
-register(name="bird_audio_detection", family="bird", domain="environment", protocol="bad18-dataset-3fold",
-         description="DCASE 2018 Bird Audio Detection (2 classes); 3-fold CV, one development set per fold",
-         layout="ROOT/<set metadata>.csv (itemid,datasetid,hasbird) + ROOT/<set audio>/wav/<itemid>.wav for "
-                "ff1010bird, warblrb10k, BirdVox-DCASE-20k",
-         load=load, markers=("ff1010bird_metadata_2018.csv",), default_dirs=("bird_audio_detection", "bad2018"),
-         window=Window("sliding", 96, "naive_bayes"),
-         reference="Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1")
+@TASKS.register("bird_audio_detection")
+class BirdAudioDetectionTask(TaskSpec):
+    family = "bird"
+    domain = "environment"
+    protocol = "bad18-dataset-3fold"
+    description = "DCASE 2018 Bird Audio Detection (2 classes); 3-fold CV, one development set per fold"
+    layout = ("ROOT/<set metadata>.csv (itemid,datasetid,hasbird) + ROOT/<set audio>/wav/<itemid>.wav for "
+              "ff1010bird, warblrb10k, BirdVox-DCASE-20k")
+    markers = ("ff1010bird_metadata_2018.csv",)
+    default_dirs = ("bird_audio_detection", "bad2018")
+    window = Window("sliding", 96, "naive_bayes")
+    reference = "Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, read_csv_rows
-from .registry import register
+import shards
+
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, read_csv_rows
+from .registry import TASKS
 
 KINDS = {"demo_family": "family", "demo_pitch": "pitch", "demo_timbre": "timbre", "demo_texture": "texture"}
 SPLITS = ("train", "test")
@@ -34,8 +36,6 @@ def _pick(labels, kind: str):
 
 
 def _from_shards(root: str, kind: str, task: str, protocol: str, dataset: str) -> TaskData:
-    import shards
-
     clips, dirs, fe_hash = [], [], None
     for split in SPLITS:
         d = os.path.join(root, split)
@@ -99,11 +99,37 @@ def load(root: str, task: str) -> TaskData:
     return load_kind(root, KINDS[task], task)
 
 
-_DOC = {"demo_family": "sound family (4 classes)", "demo_pitch": "pitch class of instrument clips (12 classes)",
-        "demo_timbre": "instrument timbre (4 classes)", "demo_texture": "noise texture (3 classes)"}
-for _t in KINDS:
-    register(name=_t, family="demo", domain="music" if _t in ("demo_pitch", "demo_timbre") else "environment",
-             protocol="demo-train-test", description=f"demo corpus: {_DOC[_t]}; its train/test splits",
-             layout="demo shards ROOT/{train,test}/manifest.json, or demo audio ROOT/labels.csv + ROOT/<split>/<family>/*.wav",
-             load=(lambda t: (lambda root: load(root, t)))(_t), default_dirs=("demo", "demo_audio"),
-             window=Window("sliding", 96, "mean"), reference="ingest/demo.py")
+class _Demo(TaskSpec):
+    family = "demo"
+    domain = "environment"
+    protocol = "demo-train-test"
+    layout = "demo shards ROOT/{train,test}/manifest.json, or demo audio ROOT/labels.csv + ROOT/<split>/<family>/*.wav"
+    default_dirs = ("demo", "demo_audio")
+    window = Window("sliding", 96, "mean")
+    reference = "ingest/demo.py"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root, cls.name)
+
+
+@TASKS.register("demo_family")
+class DemoFamilyTask(_Demo):
+    description = "demo corpus: sound family (4 classes); its train/test splits"
+
+
+@TASKS.register("demo_pitch")
+class DemoPitchTask(_Demo):
+    domain = "music"
+    description = "demo corpus: pitch class of instrument clips (12 classes); its train/test splits"
+
+
+@TASKS.register("demo_timbre")
+class DemoTimbreTask(_Demo):
+    domain = "music"
+    description = "demo corpus: instrument timbre (4 classes); its train/test splits"
+
+
+@TASKS.register("demo_texture")
+class DemoTextureTask(_Demo):
+    description = "demo corpus: noise texture (3 classes); its train/test splits"

@@ -12,14 +12,12 @@ speakers, instrument makes, materials, species are never in train); validation c
 """
 from __future__ import annotations
 
-from .base import TaskData, Window
+from .base import TaskData, TaskSpec, Window
 from .demo import load_kind
-from .registry import register
+from .registry import TASKS
 
 KINDS = {"demo_varied_family": "family", "demo_varied_timbre": "timbre", "demo_varied_pitch": "pitch"}
 PROTOCOL = "demo-varied-train-test"
-_DOC = {"demo_varied_family": "sound family (6 classes)", "demo_varied_timbre": "instrument timbre (6 classes)",
-        "demo_varied_pitch": "instrument note C4..B4 (12 classes)"}
 
 
 def load(root: str, task: str) -> TaskData:
@@ -27,10 +25,32 @@ def load(root: str, task: str) -> TaskData:
                      hint="`make shards-varied` or `python -m ingest demo --variant varied`")
 
 
-for _t in KINDS:
-    register(name=_t, family="demo_varied", domain="environment" if _t == "demo_varied_family" else "music",
-             protocol=PROTOCOL, description=f"varied demo corpus: {_DOC[_t]}; its source-disjoint train/test splits",
-             layout="demo shards ROOT/{train,test}/manifest.json (dataset demo_varied), or demo audio "
-                    "ROOT/labels.csv + ROOT/<split>/<family>/*.wav",
-             load=(lambda t: (lambda root: load(root, t)))(_t), default_dirs=("demo_varied", "demo_varied_audio"),
-             window=Window("sliding", 96, "mean"), reference="ingest/demo_varied.py")
+class _DemoVaried(TaskSpec):
+    family = "demo_varied"
+    domain = "music"
+    protocol = PROTOCOL
+    layout = ("demo shards ROOT/{train,test}/manifest.json (dataset demo_varied), or demo audio "
+              "ROOT/labels.csv + ROOT/<split>/<family>/*.wav")
+    default_dirs = ("demo_varied", "demo_varied_audio")
+    window = Window("sliding", 96, "mean")
+    reference = "ingest/demo_varied.py"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root, cls.name)
+
+
+@TASKS.register("demo_varied_family")
+class DemoVariedFamilyTask(_DemoVaried):
+    domain = "environment"
+    description = "varied demo corpus: sound family (6 classes); its source-disjoint train/test splits"
+
+
+@TASKS.register("demo_varied_timbre")
+class DemoVariedTimbreTask(_DemoVaried):
+    description = "varied demo corpus: instrument timbre (6 classes); its source-disjoint train/test splits"
+
+
+@TASKS.register("demo_varied_pitch")
+class DemoVariedPitchTask(_DemoVaried):
+    description = "varied demo corpus: instrument note C4..B4 (12 classes); its source-disjoint train/test splits"

@@ -11,8 +11,8 @@ validation (early stopping) on the next fold, never the test fold; the mean over
 """
 from __future__ import annotations
 
-from .base import Clip, TaskData, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
-from .registry import register
+from .base import Clip, TaskData, TaskSpec, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
+from .registry import TASKS
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 
@@ -30,9 +30,18 @@ def load(root: str, task: str = "esc50") -> TaskData:
     return TaskData(task, "esc50-5fold", clips, classes, False, root, folds=folds).check()
 
 
-register(name="esc50", family="esc50", domain="environment", protocol="esc50-5fold",
-         description="ESC-50, 50 classes, 5-fold CV (official folds; validation = next fold)",
-         layout="ROOT/meta/esc50.csv (filename,fold,target,category,esc10,src_file,take), ROOT/audio/*.wav",
-         load=load, markers=("meta/esc50.csv",), default_dirs=("ESC-50-master", "ESC-50", "esc50"),
-         window=Window("sliding", 96, "mean"),
-         reference="Wang et al. 2022 Table 1 / App. A")
+@TASKS.register("esc50")
+class Esc50Task(TaskSpec):
+    family = "esc50"
+    domain = "environment"
+    protocol = "esc50-5fold"
+    description = "ESC-50, 50 classes, 5-fold CV (official folds; validation = next fold)"
+    layout = "ROOT/meta/esc50.csv (filename,fold,target,category,esc10,src_file,take), ROOT/audio/*.wav"
+    markers = ("meta/esc50.csv",)
+    default_dirs = ("ESC-50-master", "ESC-50", "esc50")
+    window = Window("sliding", 96, "mean")
+    reference = "Wang et al. 2022 Table 1 / App. A"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

@@ -11,8 +11,8 @@ when all three slots are right (HARES App. A).  Per-slot accuracies are reported
 """
 from __future__ import annotations
 
-from .base import Clip, TaskData, Window, audio_file, clip_key, read_dict_csv, require
-from .registry import register
+from .base import Clip, TaskData, TaskSpec, Window, audio_file, clip_key, read_dict_csv, require
+from .registry import TASKS
 
 SLOTS = ["action", "object", "location"]
 
@@ -28,9 +28,18 @@ def load(root: str, task: str = "fluent_intent") -> TaskData:
     return TaskData(task, "fsc-intent", clips, sorted({c.labels[0] for c in clips}), False, root, slots=SLOTS).check()
 
 
-register(name="fluent_intent", family="fluent", domain="speech", protocol="fsc-intent",
-         description="Fluent Speech Commands intent (all three slots right), official splits",
-         layout="ROOT/data/{train,valid,test}_data.csv, ROOT/wavs/speakers/<spk>/*.wav",
-         load=load, markers=("data/train_data.csv",), default_dirs=("fluent_speech_commands_dataset", "fluent"),
-         window=Window("sliding", 96, "mean"),
-         reference="Wang et al. 2022 Table 1 / App. A")
+@TASKS.register("fluent_intent")
+class FluentIntentTask(TaskSpec):
+    family = "fluent"
+    domain = "speech"
+    protocol = "fsc-intent"
+    description = "Fluent Speech Commands intent (all three slots right), official splits"
+    layout = "ROOT/data/{train,valid,test}_data.csv, ROOT/wavs/speakers/<spk>/*.wav"
+    markers = ("data/train_data.csv",)
+    default_dirs = ("fluent_speech_commands_dataset", "fluent")
+    window = Window("sliding", 96, "mean")
+    reference = "Wang et al. 2022 Table 1 / App. A"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

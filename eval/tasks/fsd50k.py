@@ -17,8 +17,8 @@ import os
 
 from ingest.sources.fsd50k import display_names, read_ground_truth
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, require
+from .registry import TASKS
 
 _SPLIT = {"train": "train", "val": "valid", "eval": "test"}
 _AUDIO = {"train": "FSD50K.dev_audio", "val": "FSD50K.dev_audio", "eval": "FSD50K.eval_audio"}
@@ -39,9 +39,20 @@ def load(root: str, task: str = "fsd50k") -> TaskData:
     return td.check()
 
 
-register(name="fsd50k", family="fsd50k", domain="environment", protocol="fsd50k-official",
-         description="FSD50K (200 classes, multi-label, mAP); official train/val/eval",
-         layout="ROOT/FSD50K.ground_truth/{dev,eval,vocabulary}.csv, ROOT/FSD50K.{dev,eval}_audio/*.wav",
-         load=load, markers=("FSD50K.ground_truth/dev.csv",), default_dirs=("FSD50K", "fsd50k"), multilabel=True,
-         window=Window("sliding", 96, "mean"), max_seconds=30.0,
-         reference="Ghosh et al. 2022 Sec. IV-A2 (pretraining data); Fonseca et al. 2022")
+@TASKS.register("fsd50k")
+class Fsd50kTask(TaskSpec):
+    family = "fsd50k"
+    domain = "environment"
+    protocol = "fsd50k-official"
+    description = "FSD50K (200 classes, multi-label, mAP); official train/val/eval"
+    layout = "ROOT/FSD50K.ground_truth/{dev,eval,vocabulary}.csv, ROOT/FSD50K.{dev,eval}_audio/*.wav"
+    markers = ("FSD50K.ground_truth/dev.csv",)
+    default_dirs = ("FSD50K", "fsd50k")
+    multilabel = True
+    window = Window("sliding", 96, "mean")
+    max_seconds = 30.0
+    reference = "Ghosh et al. 2022 Sec. IV-A2 (pretraining data); Fonseca et al. 2022"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

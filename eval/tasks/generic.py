@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, audio_file, clip_key, hash_split, read_dict_csv, require, scan_audio
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, audio_file, clip_key, hash_split, read_dict_csv, require, scan_audio
+from .registry import TASKS
 
 SPLIT_NAMES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "dev": "valid", "test": "test"}
 
@@ -103,11 +103,29 @@ def load_csv(root: str, task: str = "csv") -> TaskData:
     return TaskData(task, proto, clips, classes, multilabel, base, folds=folds).check()
 
 
-register(name="folder", family="generic", domain="other", protocol="folder-splits|folder-hash-80-20",
-         description="your own data: ROOT/<label>/... or ROOT/<split>/<label>/...",
-         layout="ROOT/<label>/**/<audio> or ROOT/<train|valid|test>/<label>/**/<audio>",
-         load=load_folder, window=Window("sliding", 96, "mean"))
-register(name="csv", family="generic", domain="other", protocol="csv-splits|csv-kfold|csv-hash-80-20",
-         description="your own data listed in a CSV: path,label|labels[,split|fold]",
-         layout="CSV with header path,label (or labels, ';'-separated = multi-label) [,split|fold]; paths relative to it",
-         load=load_csv, window=Window("sliding", 96, "mean"))
+@TASKS.register("folder")
+class FolderTask(TaskSpec):
+    family = "generic"
+    domain = "other"
+    protocol = "folder-splits|folder-hash-80-20"
+    description = "your own data: ROOT/<label>/... or ROOT/<split>/<label>/..."
+    layout = "ROOT/<label>/**/<audio> or ROOT/<train|valid|test>/<label>/**/<audio>"
+    window = Window("sliding", 96, "mean")
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load_folder(root)
+
+
+@TASKS.register("csv")
+class CsvTask(TaskSpec):
+    family = "generic"
+    domain = "other"
+    protocol = "csv-splits|csv-kfold|csv-hash-80-20"
+    description = "your own data listed in a CSV: path,label|labels[,split|fold]"
+    layout = "CSV with header path,label (or labels, ';'-separated = multi-label) [,split|fold]; paths relative to it"
+    window = Window("sliding", 96, "mean")
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load_csv(root)

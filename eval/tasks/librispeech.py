@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, hash_split, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, hash_split, require
+from .registry import TASKS
 
 
 def load(root: str, task: str = "librispeech100_spk") -> TaskData:
@@ -42,9 +42,19 @@ def load(root: str, task: str = "librispeech100_spk") -> TaskData:
                     False, root).check()
 
 
-register(name="librispeech100_spk", family="librispeech", domain="speech", protocol="ls100-utt-hash",
-         description="LibriSpeech train-clean-100 speaker ID (251 speakers); utterance-hash 80/10/10 split",
-         layout="ROOT/train-clean-100/<speaker>/<chapter>/*.flac + <speaker>-<chapter>.trans.txt",
-         load=load, markers=("train-clean-100",), default_dirs=("LibriSpeech", "librispeech"),
-         window=Window("sliding", 96, "naive_bayes"), max_seconds=20.0,
-         reference="Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3")
+@TASKS.register("librispeech100_spk")
+class Librispeech100SpkTask(TaskSpec):
+    family = "librispeech"
+    domain = "speech"
+    protocol = "ls100-utt-hash"
+    description = "LibriSpeech train-clean-100 speaker ID (251 speakers); utterance-hash 80/10/10 split"
+    layout = "ROOT/train-clean-100/<speaker>/<chapter>/*.flac + <speaker>-<chapter>.trans.txt"
+    markers = ("train-clean-100",)
+    default_dirs = ("LibriSpeech", "librispeech")
+    window = Window("sliding", 96, "naive_bayes")
+    max_seconds = 20.0
+    reference = "Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

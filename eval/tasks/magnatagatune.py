@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, read_csv_rows, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, read_csv_rows, require
+from .registry import TASKS
 
 
 def _split(folder: str) -> str:
@@ -57,9 +57,19 @@ def load(root: str, task: str = "mtat_top50", top: int = 50) -> TaskData:
     return TaskData(task, "mtat-top50", clips, classes, True, root).check()
 
 
-register(name="mtat_top50", family="magnatagatune", domain="music", protocol="mtat-top50",
-         description="MagnaTagATune top-50 tags (multi-label, mAP); folders 0-b train, c valid, d-f test",
-         layout="ROOT/annotations_final.csv (tab-separated), ROOT/mp3/<0-f>/*.mp3",
-         load=load, markers=("annotations_final.csv",), default_dirs=("magnatagatune", "MagnaTagATune", "mtat"),
-         multilabel=True, window=Window("sliding", 96, "mean"),
-         reference="Wang et al. 2022 Table 1 / App. A")
+@TASKS.register("mtat_top50")
+class MtatTop50Task(TaskSpec):
+    family = "magnatagatune"
+    domain = "music"
+    protocol = "mtat-top50"
+    description = "MagnaTagATune top-50 tags (multi-label, mAP); folders 0-b train, c valid, d-f test"
+    layout = "ROOT/annotations_final.csv (tab-separated), ROOT/mp3/<0-f>/*.mp3"
+    markers = ("annotations_final.csv",)
+    default_dirs = ("magnatagatune", "MagnaTagATune", "mtat")
+    multilabel = True
+    window = Window("sliding", 96, "mean")
+    reference = "Wang et al. 2022 Table 1 / App. A"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

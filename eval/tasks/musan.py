@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, TaskData, Window, clip_key, hash_split, require, scan_audio
-from .registry import register
+from .base import Clip, TaskData, TaskSpec, Window, clip_key, hash_split, require, scan_audio
+from .registry import TASKS
 
 CLASSES = ("music", "noise", "speech")
 
@@ -30,9 +30,19 @@ def load(root: str, task: str = "musan") -> TaskData:
     return TaskData(task, "musan-file-hash", clips, list(CLASSES), False, root).check()
 
 
-register(name="musan", family="musan", domain="environment", protocol="musan-file-hash",
-         description="MUSAN music/speech/noise (3 classes); file-hash 80/10/10 split, first 10 s of each file",
-         layout="ROOT/{music,speech,noise}/<subset>/*.wav",
-         load=load, markers=("music", "speech", "noise"), default_dirs=("musan", "MUSAN"),
-         window=Window("sliding", 96, "naive_bayes"), max_seconds=10.0,
-         reference="Tagliasacchi et al. 2019 Sec. 4, Table 2")
+@TASKS.register("musan")
+class MusanTask(TaskSpec):
+    family = "musan"
+    domain = "environment"
+    protocol = "musan-file-hash"
+    description = "MUSAN music/speech/noise (3 classes); file-hash 80/10/10 split, first 10 s of each file"
+    layout = "ROOT/{music,speech,noise}/<subset>/*.wav"
+    markers = ("music", "speech", "noise")
+    default_dirs = ("musan", "MUSAN")
+    window = Window("sliding", 96, "naive_bayes")
+    max_seconds = 10.0
+    reference = "Tagliasacchi et al. 2019 Sec. 4, Table 2"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

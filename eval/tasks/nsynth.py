@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, require
+from .registry import TASKS
 
 SPLITS = (("train", "nsynth-train"), ("valid", "nsynth-valid"), ("test", "nsynth-test"))
 
@@ -52,13 +52,35 @@ def load(root: str, target: str, task: str) -> TaskData:
 
 
 _LAYOUT = "ROOT/nsynth-{train,valid,test}/examples.json + ROOT/nsynth-*/audio/<note_str>.wav"
-register(name="nsynth_instrument", family="nsynth", domain="music", protocol="nsynth-instrument",
-         description="NSynth instrument family (11 classes), official train/valid/test",
-         layout=_LAYOUT, load=lambda root: load(root, "instrument", "nsynth_instrument"),
-         markers=("nsynth-train/examples.json",), default_dirs=("nsynth",), window=Window("crop", 400, "mean"),
-         reference="Niizumi et al. 2021 Sec. IV-A; Wang et al. 2022 Table 1")
-register(name="nsynth_pitch", family="nsynth", domain="music", protocol="nsynth-pitch",
-         description="NSynth pitch (MIDI note number), official train/valid/test",
-         layout=_LAYOUT, load=lambda root: load(root, "pitch", "nsynth_pitch"),
-         markers=("nsynth-train/examples.json",), default_dirs=("nsynth",), window=Window("sliding", 100, "naive_bayes"),
-         reference="Wang et al. 2022 Table 1 / App. A; Kuroyanagi & Komatsu 2022 Table 2")
+@TASKS.register("nsynth_instrument")
+class NsynthInstrumentTask(TaskSpec):
+    family = "nsynth"
+    domain = "music"
+    protocol = "nsynth-instrument"
+    description = "NSynth instrument family (11 classes), official train/valid/test"
+    layout = _LAYOUT
+    markers = ("nsynth-train/examples.json",)
+    default_dirs = ("nsynth",)
+    window = Window("crop", 400, "mean")
+    reference = "Niizumi et al. 2021 Sec. IV-A; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root, "instrument", "nsynth_instrument")
+
+
+@TASKS.register("nsynth_pitch")
+class NsynthPitchTask(TaskSpec):
+    family = "nsynth"
+    domain = "music"
+    protocol = "nsynth-pitch"
+    description = "NSynth pitch (MIDI note number), official train/valid/test"
+    layout = _LAYOUT
+    markers = ("nsynth-train/examples.json",)
+    default_dirs = ("nsynth",)
+    window = Window("sliding", 100, "naive_bayes")
+    reference = "Wang et al. 2022 Table 1 / App. A; Kuroyanagi & Komatsu 2022 Table 2"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root, "pitch", "nsynth_pitch")

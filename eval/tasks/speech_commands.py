@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import os
 import wave
+from typing import ClassVar
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, require
+from .registry import TASKS
 
 TEN = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 V2_ONLY = ("backward", "forward", "follow", "learn", "visual")
@@ -102,17 +103,49 @@ def load_speech_commands(root: str, version: int, n_classes: int, task: str) -> 
 _LAYOUT = "ROOT/<word>/*.wav, ROOT/_background_noise_/*.wav, ROOT/validation_list.txt, ROOT/testing_list.txt"
 _WIN = Window("crop", 101, "mean")  # the whole 1-s clip (HARES App. A: "entire 1-second audio clips")
 
-for _name, _ver, _n, _dirs in (
-    ("speech_commands_v1_12", 1, 12, ("speech_commands_v0.01", "speech_commands_v1")),
-    ("speech_commands_v2_12", 2, 12, ("speech_commands_v0.02", "speech_commands_v2")),
-    ("speech_commands_v2_35", 2, 35, ("speech_commands_v0.02", "speech_commands_v2")),
-):
-    register(
-        name=_name, family="speech_commands", domain="speech", protocol=f"sc-v{_ver}-{_n}",
-        description=(f"Speech Commands v{_ver}, {_n} classes"
-                     + (" (10 words + _unknown_ + _silence_ from _background_noise_, 1-s windows at 0.5-s hop)"
-                        if _n == 12 else " (all words)") + "; splits from validation_list.txt/testing_list.txt"),
-        layout=_LAYOUT, load=(lambda v, n, t: (lambda root: load_speech_commands(root, v, n, t)))(_ver, _n, _name),
-        markers=("validation_list.txt", "testing_list.txt"), default_dirs=_dirs, window=_WIN,
-        reference="Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1",
-    )
+
+def _description(version: int, n_classes: int) -> str:
+    what = (" (10 words + _unknown_ + _silence_ from _background_noise_, 1-s windows at 0.5-s hop)"
+            if n_classes == 12 else " (all words)")
+    return f"Speech Commands v{version}, {n_classes} classes{what}; splits from validation_list.txt/testing_list.txt"
+
+
+class _SpeechCommands(TaskSpec):
+    """The three Speech Commands tasks differ in ``version`` and ``n_classes`` (their registered classes below)."""
+
+    version: ClassVar[int] = 1
+    n_classes: ClassVar[int] = 12
+    family = "speech_commands"
+    domain = "speech"
+    layout = _LAYOUT
+    markers = ("validation_list.txt", "testing_list.txt")
+    window = _WIN
+    reference = "Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load_speech_commands(root, cls.version, cls.n_classes, cls.name)
+
+
+@TASKS.register("speech_commands_v1_12")
+class SpeechCommandsV1_12Task(_SpeechCommands):
+    version, n_classes = 1, 12
+    protocol = "sc-v1-12"
+    description = _description(1, 12)
+    default_dirs = ("speech_commands_v0.01", "speech_commands_v1")
+
+
+@TASKS.register("speech_commands_v2_12")
+class SpeechCommandsV2_12Task(_SpeechCommands):
+    version, n_classes = 2, 12
+    protocol = "sc-v2-12"
+    description = _description(2, 12)
+    default_dirs = ("speech_commands_v0.02", "speech_commands_v2")
+
+
+@TASKS.register("speech_commands_v2_35")
+class SpeechCommandsV2_35Task(_SpeechCommands):
+    version, n_classes = 2, 35
+    protocol = "sc-v2-35"
+    description = _description(2, 35)
+    default_dirs = ("speech_commands_v0.02", "speech_commands_v2")

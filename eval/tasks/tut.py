@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, audio_file, clip_key, read_csv_rows, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, audio_file, clip_key, read_csv_rows, require
+from .registry import TASKS
 
 
 def load(root: str, task: str = "tut18_scenes") -> TaskData:
@@ -39,10 +39,18 @@ def load(root: str, task: str = "tut18_scenes") -> TaskData:
     return TaskData(task, "tut18-fold1", clips, sorted({c.labels[0] for c in clips}), False, root).check()
 
 
-register(name="tut18_scenes", family="tut", domain="environment", protocol="tut18-fold1",
-         description="TUT Urban Acoustic Scenes 2018 dev (10 scenes); official fold1 train/evaluate",
-         layout="ROOT/meta.csv, ROOT/evaluation_setup/fold1_{train,evaluate}.txt, ROOT/audio/*.wav",
-         load=load, markers=("evaluation_setup/fold1_train.txt",),
-         default_dirs=("TUT-urban-acoustic-scenes-2018-development", "tut18"),
-         window=Window("sliding", 96, "naive_bayes"),
-         reference="Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1")
+@TASKS.register("tut18_scenes")
+class Tut18ScenesTask(TaskSpec):
+    family = "tut"
+    domain = "environment"
+    protocol = "tut18-fold1"
+    description = "TUT Urban Acoustic Scenes 2018 dev (10 scenes); official fold1 train/evaluate"
+    layout = "ROOT/meta.csv, ROOT/evaluation_setup/fold1_{train,evaluate}.txt, ROOT/audio/*.wav"
+    markers = ("evaluation_setup/fold1_train.txt",)
+    default_dirs = ("TUT-urban-acoustic-scenes-2018-development", "tut18")
+    window = Window("sliding", 96, "naive_bayes")
+    reference = "Tagliasacchi et al. 2019 Sec. 4; Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

@@ -10,8 +10,8 @@ Sec. IV-A4; DeLoRes Sec. IV-A3), validation on the next fold, mean over folds.
 """
 from __future__ import annotations
 
-from .base import Clip, TaskData, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
-from .registry import register
+from .base import Clip, TaskData, TaskSpec, Window, audio_file, clip_key, parse_fold, read_dict_csv, require
+from .registry import TASKS
 
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
 
@@ -27,9 +27,18 @@ def load(root: str, task: str = "urbansound8k") -> TaskData:
     return TaskData(task, "us8k-10fold", clips, sorted({c.labels[0] for c in clips}), False, root, folds=folds).check()
 
 
-register(name="urbansound8k", family="urbansound8k", domain="environment", protocol="us8k-10fold",
-         description="UrbanSound8K, 10 classes, 10-fold CV (official folds; validation = next fold)",
-         layout="ROOT/metadata/UrbanSound8K.csv, ROOT/audio/fold<k>/*.wav",
-         load=load, markers=("metadata/UrbanSound8K.csv",), default_dirs=("UrbanSound8K", "urbansound8k"),
-         window=Window("sliding", 96, "mean"),
-         reference="Niizumi et al. 2021 Sec. IV-A4; Ghosh et al. 2022 Sec. IV-A3")
+@TASKS.register("urbansound8k")
+class Urbansound8kTask(TaskSpec):
+    family = "urbansound8k"
+    domain = "environment"
+    protocol = "us8k-10fold"
+    description = "UrbanSound8K, 10 classes, 10-fold CV (official folds; validation = next fold)"
+    layout = "ROOT/metadata/UrbanSound8K.csv, ROOT/audio/fold<k>/*.wav"
+    markers = ("metadata/UrbanSound8K.csv",)
+    default_dirs = ("UrbanSound8K", "urbansound8k")
+    window = Window("sliding", 96, "mean")
+    reference = "Niizumi et al. 2021 Sec. IV-A4; Ghosh et al. 2022 Sec. IV-A3"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

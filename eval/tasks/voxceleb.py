@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, require
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, require
+from .registry import TASKS
 
 WAV_DIRS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
 SPLIT = {"1": "train", "2": "valid", "3": "test"}
@@ -40,9 +40,18 @@ def load(root: str, task: str = "voxceleb1_id") -> TaskData:
     return TaskData(task, "vox1-iden", clips, sorted({c.labels[0] for c in clips}), False, root).check()
 
 
-register(name="voxceleb1_id", family="voxceleb", domain="speech", protocol="vox1-iden",
-         description="VoxCeleb1 speaker identification (1,251 speakers), official iden_split.txt",
-         layout="ROOT/iden_split.txt, ROOT/wav/<id>/<video>/<n>.wav",
-         load=load, markers=("iden_split.txt",), default_dirs=("voxceleb1", "VoxCeleb1", "vox1"),
-         window=Window("sliding", 96, "mean"),
-         reference="Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1")
+@TASKS.register("voxceleb1_id")
+class Voxceleb1IdTask(TaskSpec):
+    family = "voxceleb"
+    domain = "speech"
+    protocol = "vox1-iden"
+    description = "VoxCeleb1 speaker identification (1,251 speakers), official iden_split.txt"
+    layout = "ROOT/iden_split.txt, ROOT/wav/<id>/<video>/<n>.wav"
+    markers = ("iden_split.txt",)
+    default_dirs = ("voxceleb1", "VoxCeleb1", "vox1")
+    window = Window("sliding", 96, "mean")
+    reference = "Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

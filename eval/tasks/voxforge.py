@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from .base import Clip, LayoutError, TaskData, Window, clip_key, hash_split, scan_audio
-from .registry import register
+from .base import Clip, LayoutError, TaskData, TaskSpec, Window, clip_key, hash_split, scan_audio
+from .registry import TASKS
 
 LANGS = ("de", "en", "es", "fr", "it", "ru")
 
@@ -49,8 +49,18 @@ def load(root: str, task: str = "voxforge_lid") -> TaskData:
     return TaskData(task, proto, clips, sorted(present), False, root).check()
 
 
-register(name="voxforge_lid", family="voxforge", domain="speech", protocol="voxforge-user-hash",
-         description="VoxForge language ID (6 languages); speaker-disjoint 80/10/10 hash split (no official split)",
-         layout="ROOT/<lang>/<user>-<date>-<id>/wav/*.wav for lang in de en es fr it ru",
-         load=load, markers=(), default_dirs=("voxforge", "VoxForge"), window=Window("sliding", 96, "naive_bayes"),
-         reference="Tagliasacchi et al. 2019 Sec. 4 (LID); Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1")
+@TASKS.register("voxforge_lid")
+class VoxforgeLidTask(TaskSpec):
+    family = "voxforge"
+    domain = "speech"
+    protocol = "voxforge-user-hash"
+    description = "VoxForge language ID (6 languages); speaker-disjoint 80/10/10 hash split (no official split)"
+    layout = "ROOT/<lang>/<user>-<date>-<id>/wav/*.wav for lang in de en es fr it ru"
+    markers = ()
+    default_dirs = ("voxforge", "VoxForge")
+    window = Window("sliding", 96, "naive_bayes")
+    reference = "Tagliasacchi et al. 2019 Sec. 4 (LID); Ghosh et al. 2022 Sec. IV-A3; Wang et al. 2022 Table 1"
+
+    @classmethod
+    def load(cls, root: str) -> TaskData:
+        return load(root)

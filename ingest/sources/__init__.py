@@ -1,25 +1,42 @@
 """Registry of ingest sources (folder, demo, audioset, fsd50k): name -> CLI hooks.
 
-Every module of this folder is imported on first lookup in :data:`SOURCES` (one file per source)."""
+Every module of this folder is imported on first lookup in :data:`SOURCES` (one file per source).
+A source registers one class::
+
+    @SOURCES.register("mysource")
+    class MySourceSpec(SourceSpec):
+        help = "one line for python -m ingest --help"
+        add_args = staticmethod(add_args)        # (parser) -> None: the source's own flags
+
+        @staticmethod
+        def run(a: argparse.Namespace) -> MySource:   # the parsed flags -> a Source (ingest.engine)
+            return MySource(a.root)
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+import argparse
+from typing import Any, ClassVar
 
 from shards.registry import Registry
 
-SOURCES: Registry["SourceSpec"] = Registry("source", package="ingest.sources")
+__all__ = ["SOURCES", "SourceSpec"]
 
 
 class SourceSpec:
-    """How a source plugs into ``python -m ingest``: ``add_args(parser)`` and ``run(args) -> Source``."""
+    """How a source plugs into ``python -m ingest``: ``help``, ``add_args(parser)`` and ``run(args) -> Source``.
+    ``name`` is set by ``@SOURCES.register(name)``."""
 
-    def __init__(self, name: str, help: str, add_args: Callable, run: Callable):
-        self.name, self.help, self.add_args, self.run = name, help, add_args, run
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+
+    @staticmethod
+    def add_args(p: argparse.ArgumentParser) -> None:
+        """Add the source's own flags to its subcommand's parser."""
+
+    @staticmethod
+    def run(a: argparse.Namespace) -> Any:
+        """The :class:`ingest.engine.Source` for the parsed flags."""
+        raise NotImplementedError
 
 
-def register_source(name: str, help: str) -> Callable[[Any], Any]:
-    """Decorator for a class or module with ``add_args`` and ``run``; refuses a name twice."""
-    def deco(cls_or_mod: Any) -> Any:
-        SOURCES.add(name, SourceSpec(name, help, cls_or_mod.add_args, cls_or_mod.run))
-        return cls_or_mod
-    return deco
+SOURCES: Registry[type[SourceSpec]] = Registry("source", package="ingest.sources")

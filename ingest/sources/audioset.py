@@ -32,14 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from shards.atomic import atomic_write_bytes
 from shards.bounded import MAX_TABLE_BYTES, bounded_lines, open_bounded
 from shards.cli_types import bounded_float, bounded_int
+from shards.manifest import read_parts
 
 from .. import ledger as ledger_mod
 from ..engine import Item, SkipItem
 from ..ratelimit import SharedRateLimiter, parse_rate
 from ..ytdl import DEFAULT_URL_TEMPLATE, YTID_RE, ClipFailure, ClipFetcher, FetchConfig, check_template
-from . import register_source
+from . import SOURCES, SourceSpec
 
 log = logging.getLogger("melstream.ingest.audioset")
 
@@ -341,8 +343,6 @@ class AudioSetSource:
     # -- reporting ---------------------------------------------------------------------------
     def report(self, split: str) -> dict[str, Any]:
         """Attempted / ingested / permanently unavailable (by reason) / transient / hours for one split."""
-        from shards.manifest import read_parts
-
         d = os.path.join(self.out, split)
         parts = read_parts(d) if os.path.isdir(d) else []
         fails = [f for p in parts for f in p.get("failures", [])]
@@ -374,9 +374,6 @@ class AudioSetSource:
 
     def finalize(self) -> dict[str, Any]:
         """Consolidate the ledger (``OUT/ledger.jsonl``) and write ``OUT/<split>/missing.csv``."""
-        from shards.atomic import atomic_write_bytes
-        from shards.manifest import read_parts
-
         merged = ledger_mod.consolidate(self.ledger_dir, os.path.join(self.out, "ledger.jsonl")) \
             if os.path.isdir(self.ledger_dir) else {}
         reports = {}
@@ -452,7 +449,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tmp-dir", default=None, help="temp downloads (default OUT/.tmp; emptied after every clip)")
 
 
-class _Spec:
+@SOURCES.register("audioset")
+class AudioSetSpec(SourceSpec):
+    help = "AudioSet segments CSVs, downloaded with yt-dlp (ledger, retries, rate limit)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -467,6 +466,3 @@ class _Spec:
             max_sleep_interval=a.max_sleep_interval, cookies=a.cookies, proxy=a.proxy,
             socket_timeout=a.socket_timeout, fraction=a.fraction, seed=a.seed, tmp_dir=a.tmp_dir, job_index=a.job_index,
             fallback=not a.no_full_fallback)
-
-
-register_source("audioset", "AudioSet segments CSVs, downloaded with yt-dlp (ledger, retries, rate limit)")(_Spec)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from shards.cli_types import bounded_float, bounded_int
 
 from .. import demo, demo_varied
-from . import register_source
+from . import SOURCES, SourceSpec
 from .folder import FolderSource
 
 VARIANTS = {"basic": (demo.SPLITS, "data/demo_audio"), "varied": (demo_varied.SPLITS, "data/demo_varied_audio")}
@@ -39,7 +39,9 @@ class DemoSource(FolderSource):
         return {"demo_corpus": self.corpus}
 
 
-class _Spec:
+@SOURCES.register("demo")
+class DemoSpec(SourceSpec):
+    help = "the embedded synthetic demo corpus (no network): --variant basic|varied"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -57,6 +59,3 @@ class _Spec:
                           peak_db=list(demo_varied.PEAK_DB), reverb_p=demo_varied.REVERB_P)
         return DemoSource(os.path.abspath(audio_dir), dataset="demo" if a.variant == "basic" else "demo_varied",
                           split_from_dir=True, labels=csv_path, corpus=corpus)
-
-
-register_source("demo", "the embedded synthetic demo corpus (no network): --variant basic|varied")(_Spec)

@@ -16,7 +16,7 @@ from shards.redact import redact
 
 from ..decode import AUDIO_EXTENSIONS, decode_audio, decode_many
 from ..engine import Item, SkipItem
-from . import register_source
+from . import SOURCES, SourceSpec
 
 # load_many leaves files larger than this to ``load`` (one at a time): sharing a process gains little
 # for them, and a decoded group is held in memory (and in /dev/shm) at once.
@@ -222,12 +222,11 @@ def make_source(a: argparse.Namespace) -> FolderSource:
     return FolderSource(a.src, dataset=a.dataset, split=a.split, split_from_dir=a.split_from_dir, labels=a.labels)
 
 
-class _Spec:
+@SOURCES.register("folder")
+class FolderSpec(SourceSpec):
+    help = "any folder of audio files"
     add_args = staticmethod(add_args)
 
     @staticmethod
     def run(a: argparse.Namespace) -> FolderSource:
         return make_source(a)
-
-
-register_source("folder", "any folder of audio files")(_Spec)

@@ -37,7 +37,7 @@ from shards.cli_types import bounded_float, bounded_int
 from ..decode import decode_audio
 from ..download import DownloadError, extract, fetch, split_parts
 from ..engine import Item, SkipItem
-from . import register_source
+from . import SOURCES, SourceSpec
 
 log = logging.getLogger("melstream.ingest.fsd50k")
 
@@ -280,7 +280,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download-timeout", type=bounded_float(0.1, 3600.0), default=60.0, help="network timeout in seconds")
 
 
-class _Spec:
+@SOURCES.register("fsd50k")
+class FSD50KSpec(SourceSpec):
+    help = "FSD50K (official layout; --download fetches the Zenodo archives)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -289,6 +291,3 @@ class _Spec:
             download(a.root, a.zenodo_url, a.archives_dir, a.md5_file, a.skip_md5, a.delete_archives,
                      a.download_retries, a.download_backoff, a.download_timeout)
         return FSD50KSource(a.root, splits=tuple(_split_list(a.splits)), labels_csv=a.labels)
-
-
-register_source("fsd50k", "FSD50K (official layout; --download fetches the Zenodo archives)")(_Spec)

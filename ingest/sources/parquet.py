@@ -31,7 +31,7 @@ from shards.remote import UrlError, open_stream, read_range, scheme_of
 
 from ..decode import DecodeError, decode_bytes_many
 from ..engine import Item, SkipItem
-from . import register_source
+from . import SOURCES, SourceSpec
 from .wds import DEFAULT_MAX_MEMBER, LabelMap, expand_sources, output_key, parse_bytes, retried, unsafe_name, write_ledger
 
 log = logging.getLogger("melstream.ingest.parquet")
@@ -339,7 +339,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help=f"larger audio values fail as too_large (default {DEFAULT_MAX_MEMBER >> 20} MiB)")
 
 
-class _Spec:
+@SOURCES.register("parquet")
+class ParquetSpec(SourceSpec):
+    help = "Hugging Face datasets parquet files of audio (local or http(s)/s3/gs)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -349,5 +351,3 @@ class _Spec:
                              label_column=label, id_column=a.id_column, labels_csv=a.labels,
                              max_member_bytes=parse_bytes(a.max_member_bytes), progress=not a.no_progress)
 
-
-register_source("parquet", "Hugging Face datasets parquet files of audio (local or http(s)/s3/gs)")(_Spec)

@@ -35,12 +35,14 @@ from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
+from shards.atomic import atomic_write_json, atomic_write_lines
+from shards.manifest import read_parts
 from shards.redact import redact_url
 from shards.remote import UrlError, open_stream, read_range, scheme_of
 
 from ..decode import DecodeError, decode_bytes_many
 from ..engine import Item, SkipItem
-from . import register_source
+from . import SOURCES, SourceSpec
 
 log = logging.getLogger("melstream.ingest.wds")
 
@@ -516,8 +518,6 @@ class WdsSource:
         doc["version"] = _INDEX_VERSION
         doc["input"] = redact_url(url)
         if not local:
-            from shards.atomic import atomic_write_json
-
             os.makedirs(self.index_dir, exist_ok=True)
             atomic_write_json(path, doc)
         return doc
@@ -649,9 +649,6 @@ def retried(fn: Callable[[], Any], remote: bool, retries: int = 3, backoff: floa
 def write_ledger(out: str, split: str, items: list, where: Callable[[Any], dict[str, Any]]) -> str | None:
     """``OUT/<split>/ledger.jsonl``: every planned clip, where it comes from and its outcome (``ok``,
     ``permanent`` / ``transient`` with the reason, or ``pending`` while its shard is not written)."""
-    from shards.atomic import atomic_write_lines
-    from shards.manifest import read_parts
-
     d = os.path.join(out, split)
     if not items or not os.path.isdir(d):
         return None
@@ -702,7 +699,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-threads", type=int, default=4, help="tars listed at once (default 4)")
 
 
-class _Spec:
+@SOURCES.register("wds")
+class WdsSpec(SourceSpec):
+    help = "WebDataset tars of audio (local, brace patterns, globs, http(s)/s3/gs)"
     add_args = staticmethod(add_args)
 
     @staticmethod
@@ -716,5 +715,3 @@ class _Spec:
         return WdsSource(list(a.src), a.out, split=a.split, dataset=a.dataset, opts=opts, labels_csv=a.labels,
                          allow_pipe=a.allow_pipe, list_threads=a.list_threads, progress=not a.no_progress)
 
-
-register_source("wds", "WebDataset tars of audio (local, brace patterns, globs, http(s)/s3/gs)")(_Spec)

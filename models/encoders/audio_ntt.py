@@ -17,14 +17,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 
 def _conv_block(c_in: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, 64, 3, stride=1, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2, stride=2)]
 
 
-@register_encoder("audio_ntt")
+@ENCODERS.register("audio_ntt")
 class AudioNTTEncoder(Encoder):
     """Niizumi et al. 2021, Table IV; ``frames`` = the FC output per time step (T/8 frames)."""
 

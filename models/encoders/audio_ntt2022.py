@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 
-@register_encoder("audio_ntt2022")
+@ENCODERS.register("audio_ntt2022")
 class AudioNTT2022Encoder(Encoder):
     """BYOL-A v2 encoder; ``frames`` = ``[local conv features, MLP output]`` per time step (T/4 frames)."""
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 CHANNELS = (8, 16, 32, 64, 128)
 
@@ -46,7 +46,7 @@ class MobileLayer(nn.Module):
         return torch.relu(self.bn(y + self.residual(x)))
 
 
-@register_encoder("mobile")
+@ENCODERS.register("mobile")
 class MobileEncoder(Encoder):
     """Tagliasacchi et al. 2019, Table 1; ``frames`` = max over frequency of layer 5 (pre-FC)."""
 

@@ -63,7 +63,7 @@ from timm.models.nfnet import GammaAct
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 GELU_GAMMA = 1.7015043497085571  # Brock et al. 2021: E[gelu(z)^2] correction for z ~ N(0, 1)
 WS_EPS = 1e-5
@@ -173,7 +173,7 @@ class Path(nn.Module):
         self.out_channels = c_in
 
 
-@register_encoder("slowfast_nfnet_f0")
+@ENCODERS.register("slowfast_nfnet_f0")
 class SlowFastNFNetF0(Encoder):
     """Wang et al. 2022, Table 5 / Appendix B (see module docstring for every reconstruction choice)."""
 

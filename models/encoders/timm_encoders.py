@@ -18,7 +18,7 @@ import timm
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 
 class TimmEncoder(Encoder):
@@ -57,7 +57,7 @@ class TimmEncoder(Encoder):
         return frames.mean(dim=1)
 
 
-@register_encoder("efficientnet_b0")
+@ENCODERS.register("efficientnet_b0")
 class EfficientNetB0Encoder(TimmEncoder):
     """timm ``efficientnet_b0``; ``head="cola"``: per-frame Linear(1280, 512) + LayerNorm + tanh."""
 
@@ -86,7 +86,7 @@ class EfficientNetB0Encoder(TimmEncoder):
         return h if self.head is None else self.head(h)
 
 
-@register_encoder("resnet50")
+@ENCODERS.register("resnet50")
 class ResNet50Encoder(TimmEncoder):
     """timm ``resnet50``; blocks = outputs of layer1..layer4."""
 
@@ -102,7 +102,7 @@ class ResNet50Encoder(TimmEncoder):
                 (m.layer1, True), (m.layer2, True), (m.layer3, True), (m.layer4, True)]
 
 
-@register_encoder("nfnet_f0")
+@ENCODERS.register("nfnet_f0")
 class NFNetF0Encoder(TimmEncoder):
     """timm ``nfnet_f0``; blocks = the four stage outputs and the final conv (3072 channels)."""
 

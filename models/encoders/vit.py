@@ -40,7 +40,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from ..base import Encoder
-from ..registry import register_encoder
+from ..registry import ENCODERS
 
 LONG_INPUT = ("interpolate", "extend", "chunk")
 
@@ -210,7 +210,7 @@ class ViTEncoder(Encoder):
         return self.pool_frames(self._grid_frames(grid)), maps
 
 
-@register_encoder("vit_tiny")
+@ENCODERS.register("vit_tiny")
 class ViTTiny(ViTEncoder):
     """ViT-Tiny: 192-d, 12 layers, 3 heads (DeiT, Touvron et al. 2021, Table 1: 5M)."""
 
@@ -219,7 +219,7 @@ class ViTTiny(ViTEncoder):
         super().__init__(n_mels, n_frames, patch_size, 192, depth, 3, 4.0, drop_path_rate, long_input)
 
 
-@register_encoder("vit_small")
+@ENCODERS.register("vit_small")
 class ViTSmall(ViTEncoder):
     """ViT-Small: 384-d, 12 layers, 6 heads (DeiT Table 1: 22M)."""
 
@@ -228,7 +228,7 @@ class ViTSmall(ViTEncoder):
         super().__init__(n_mels, n_frames, patch_size, 384, 12, 6, 4.0, drop_path_rate, long_input)
 
 
-@register_encoder("vit_base")
+@ENCODERS.register("vit_base")
 class ViTBase(ViTEncoder):
     """ViT-Base: 768-d, 12 layers, 12 heads (Dosovitskiy et al. 2021, Table 1: 86M), the encoder of Audio-MAE
     (Sec. 4.1) and M2D (Sec. 4.1)."""

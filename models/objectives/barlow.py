@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 from .heads import barlow_projector
 
 
@@ -58,11 +58,10 @@ class BarlowHParams(HParams):
     )
 
 
-@register
+@OBJECTIVES.register("barlow_twins")
 class BarlowTwinsObjective(Objective):
     """``barlow_twins`` (DeLoRes-S). Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
 
-    name = "barlow_twins"
     batch_coupled = True
     sampler = "views"
     batch_keys = ("x1", "x2")

@@ -5,9 +5,13 @@ queue, so ``accelerator.prepare(objective)`` wraps all of it (see docs/contracts
 
 Trainer-facing API of every objective class:
 
-* class attributes ``name``, ``sampler`` (default sampler), ``needs_frames``, ``needs_blocks``,
-  ``batch_keys`` (keys ``forward`` reads), ``default_encoder`` (``(name, kwargs)``) and
+* ``@OBJECTIVES.register("name")`` on the class (it sets ``name``);
+* class attributes ``sampler`` (default sampler), ``needs_frames``, ``needs_blocks``,
+  ``batch_keys`` (keys ``forward`` reads), ``default_encoder`` (``(name, kwargs)``), ``frontend_preset``
+  (the frontend the default encoder's input size comes from) and
   ``HParams`` (a dataclass with the paper defaults; ``cls.default_hparams()`` instantiates it);
+* ``constructor_extras()`` (classmethod): the ``--hp`` keys the constructor takes itself (``preset``,
+  keyword parameters such as ``num_classes``), read from its signature;
 * ``forward(batch) -> {"loss": scalar, ...logged detached scalars}``;
 * ``after_step()``: EMA / momentum update of target networks (call it on the *unwrapped*
   module after each optimiser step);
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -28,7 +33,7 @@ import torch.nn as nn
 
 from shards.registry import Registry
 
-__all__ = ["HParams", "Objective", "OBJECTIVES", "register", "make_target", "ema_update", "probe_encoder"]
+__all__ = ["HParams", "Objective", "OBJECTIVES", "make_target", "ema_update", "probe_encoder"]
 
 
 @dataclass
@@ -117,12 +122,6 @@ def probe_encoder(encoder: nn.Module, method: str, n_frames: int) -> Any:
 OBJECTIVES: Registry[type["Objective"]] = Registry("objective", package="models.objectives")
 
 
-def register(cls: type["Objective"]) -> type["Objective"]:
-    """Class decorator adding ``cls`` to :data:`OBJECTIVES` under ``cls.name``."""
-    OBJECTIVES.add(cls.name, cls)
-    return cls
-
-
 class Objective(nn.Module):
     name: ClassVar[str] = ""
     sampler: ClassVar[str] = "crop"
@@ -130,6 +129,9 @@ class Objective(nn.Module):
     needs_blocks: ClassVar[bool] = False
     batch_keys: ClassVar[tuple[str, ...]] = ()
     default_encoder: ClassVar[tuple[str, dict[str, Any]]] = ("mobile", {})
+    #: the frontend preset of the method's paper: the trainer names it when the shards' mel bins do not
+    #: match the default encoder's ``n_mels`` ("re-ingest with --preset ...")
+    frontend_preset: ClassVar[str] = "hares"
     # True when the loss couples the examples of a batch (in-batch negatives, a cross-correlation
     # matrix): gradient accumulation would then shrink the batch the loss sees, so the trainer refuses it.
     batch_coupled: ClassVar[bool] = False
@@ -154,6 +156,14 @@ class Objective(nn.Module):
     @classmethod
     def default_hparams(cls, preset: str | None = None) -> "_HParams":
         return cls.HParams.preset(preset)
+
+    @classmethod
+    def constructor_extras(cls) -> frozenset[str]:
+        """``--hp`` keys the constructor consumes itself rather than as ``HParams`` values: ``preset``
+        (popped by :meth:`__init__`) and the keyword parameters of the subclass's ``__init__``."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        own = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"self", "encoder"}
+        return frozenset({"preset"} | own)
 
     @classmethod
     def check(cls, encoder: nn.Module, n_frames: int | None = None) -> None:

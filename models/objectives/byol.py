@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, make_target, register
+from .base import OBJECTIVES, HParams, Objective, make_target
 from .heads import byol_mlp
 
 
@@ -38,11 +38,10 @@ class ByolHParams(HParams):
     source: str = "Niizumi et al. 2021, Sec. IV-A-3 (MLP 4096-256, tau 0.99, Adam lr 3e-4, batch 256, 100 epochs)"
 
 
-@register
+@OBJECTIVES.register("byol_a")
 class ByolAObjective(Objective):
     """``byol_a``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
 
-    name = "byol_a"
     sampler = "views"
     batch_keys = ("x1", "x2")
     test_config = {"hparams": {"proj_hidden": 16, "proj_dim": 8}, "encoder": ("audio_ntt", {"d": 512})}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import register
+from .base import OBJECTIVES
 from .byol import ByolAObjective, ByolHParams
 
 
@@ -22,11 +22,10 @@ class ByolAV2HParams(ByolHParams):
                    "fader; BYOL setting of v1 (MLP 4096-256, tau 0.99, Adam 3e-4, batch 256, 100 epochs)")
 
 
-@register
+@OBJECTIVES.register("byol_a_v2")
 class ByolAV2Objective(ByolAObjective):
     """``byol_a_v2``. Batch: ``x1``, ``x2`` (two ``views_v2`` views)."""
 
-    name = "byol_a_v2"
     sampler = "views_v2"
     default_encoder = ("audio_ntt2022", {"d": 2048})
     test_config = {"hparams": {"proj_hidden": 16, "proj_dim": 8}, "encoder": ("audio_ntt2022", {"d": 512})}

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 from .heads import Bilinear, ColaHead
 
 
@@ -39,11 +39,10 @@ class ColaHParams(HParams):
     source: str = "Kuroyanagi & Komatsu 2022, Secs. 2.1 and 3.2 (Adam lr 1e-4, batch 1024, 250 epochs)"
 
 
-@register
+@OBJECTIVES.register("cola")
 class ColaObjective(Objective):
     """``cola``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two segments of each clip)."""
 
-    name = "cola"
     batch_coupled = True
     sampler = "clip_pair"
     batch_keys = ("x1", "x2")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from models import distributed as D
 
 from . import losses as L
-from .base import HParams, Objective, make_target, probe_encoder, register
+from .base import OBJECTIVES, HParams, Objective, make_target, probe_encoder
 from .heads import barlow_projector
 
 log = logging.getLogger("melstream.models")
@@ -86,11 +86,10 @@ class DeLoResMHParams(HParams):
     )
 
 
-@register
+@OBJECTIVES.register("delores_m")
 class DeLoResMObjective(Objective):
     """``delores_m``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two augmented views)."""
 
-    name = "delores_m"
     batch_coupled = True
     sampler = "views"
     needs_blocks = True

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Objective, ema_update, make_target, register
+from .base import OBJECTIVES, Objective, ema_update, make_target
 from .masked_common import MaskedHParams, MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
 
 
@@ -70,11 +70,10 @@ def normalized_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (F.normalize(at_least_fp32(pred), dim=-1) - F.normalize(at_least_fp32(target), dim=-1)).pow(2).sum(-1).mean()
 
 
-@register
+@OBJECTIVES.register("m2d")
 class M2DObjective(PatchMasked, Objective):
     """``m2d``. Batch: ``x`` ``[B, 1, F, N]`` + ``mask`` ``[B, n_patches]`` (True = masked)."""
 
-    name = "m2d"
     default_encoder = ("vit_base", {"n_mels": 80, "n_frames": 608})
     frontend_preset = "m2d"
     HParams = M2DHParams

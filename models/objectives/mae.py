@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .base import Objective, register
+from .base import OBJECTIVES, Objective
 from .masked_common import MaskedHParams, MaskTokenTransformer, PatchMasked, at_least_fp32, decay_groups, gather_rows, split_mask
 
 
@@ -53,11 +53,10 @@ def patch_targets(patches: torch.Tensor, norm: bool, eps: float = 1e-6) -> torch
     return (patches - mean) / torch.sqrt(var + eps)
 
 
-@register
+@OBJECTIVES.register("mae")
 class MAEObjective(PatchMasked, Objective):
     """``mae``. Batch: ``x`` ``[B, 1, F, N]`` + ``mask`` ``[B, n_patches]`` (True = masked)."""
 
-    name = "mae"
     default_encoder = ("vit_base", {"n_mels": 128, "n_frames": 1024})
     frontend_preset = "audio_mae"
     HParams = MAEHParams

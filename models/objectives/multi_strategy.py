@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import Objective, register
+from .base import OBJECTIVES, Objective
 from .cola import ColaHParams
 from .heads import Bilinear, ColaHead
 
@@ -69,11 +69,10 @@ def _pitch_target(factor: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown pitch_target {kind!r}")
 
 
-@register
+@OBJECTIVES.register("multi_strategy")
 class MultiStrategyObjective(Objective):
     """``multi_strategy``. Batch: ``x1``, ``x2``, ``x_pitch`` ``[B, 1, F, N]``, ``pitch_factor`` ``[B]``."""
 
-    name = "multi_strategy"
     batch_coupled = True
     sampler = "clip_pair+pitch_shift"
     needs_frames = True

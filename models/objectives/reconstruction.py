@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 
 
 @dataclass
@@ -72,11 +72,10 @@ class _Reconstruction(Objective):
         return out
 
 
-@register
+@OBJECTIVES.register("autoencoder")
 class AutoEncoderObjective(_Reconstruction):
     """``autoencoder``: ``MSE(X, Dec(Enc(X)))`` (Tagliasacchi et al. 2019, Sec. 4). Batch: ``x``."""
 
-    name = "autoencoder"
     sampler = "crop"
     batch_keys = ("x",)
 
@@ -91,14 +90,13 @@ class AutoEncoderObjective(_Reconstruction):
         return {"loss": loss}
 
 
-@register
+@OBJECTIVES.register("audio2vec_cbow")
 class Audio2VecCBoW(_Reconstruction):
     """``audio2vec_cbow``: centre slice from the concatenated embeddings of the 2P context slices.
 
     Batch: ``context`` ``[B, 2P, 1, F, N]`` (order -P..-1, +1..+P), ``center`` ``[B, 1, F, N]``.
     """
 
-    name = "audio2vec_cbow"
     sampler = "context"
     batch_keys = ("context", "center")
 
@@ -117,7 +115,7 @@ class Audio2VecCBoW(_Reconstruction):
         return {"loss": L.reconstruction_mse(rec, center)}
 
 
-@register
+@OBJECTIVES.register("audio2vec_skipgram")
 class Audio2VecSkipGram(_Reconstruction):
     """``audio2vec_skipgram``: the 2P context slices from the centre slice's embedding.
 
@@ -125,7 +123,6 @@ class Audio2VecSkipGram(_Reconstruction):
     ``[B, 2P, F, N]`` in the sampler's slice order.
     """
 
-    name = "audio2vec_skipgram"
     sampler = "context"
     batch_keys = ("context", "center")
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 from .heads import simclr_projector
 
 
@@ -47,11 +47,10 @@ class SimCLRHParams(HParams):
     )
 
 
-@register
+@OBJECTIVES.register("simclr")
 class SimCLRObjective(Objective):
     """``simclr``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]`` (two views)."""
 
-    name = "simclr"
     batch_coupled = True
     sampler = "mix_views"
     batch_keys = ("x1", "x2")

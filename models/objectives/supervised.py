@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 
 
 @dataclass
@@ -55,11 +55,10 @@ class SupervisedHParams(HParams):
         return cls(**base)
 
 
-@register
+@OBJECTIVES.register("supervised")
 class SupervisedObjective(Objective):
     """``supervised``. Batch: ``x`` ``[B, 1, F, N]``, ``labels`` ``[B, V]`` multi-hot float."""
 
-    name = "supervised"
     sampler = "crop"
     batch_keys = ("x", "labels")
     test_config = {"encoder": ("mobile", {})}

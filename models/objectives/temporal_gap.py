@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 
 
 @dataclass
@@ -31,11 +31,10 @@ class TemporalGapHParams(HParams):
     source: str = "Tagliasacchi et al. 2019, Secs. 3-4 (hidden 64, CE on soft target, Adam lr 1e-4, batch 256)"
 
 
-@register
+@OBJECTIVES.register("temporal_gap")
 class TemporalGapObjective(Objective):
     """``temporal_gap``. Batch: ``x1``, ``x2`` ``[B, 1, F, N]``, ``target`` ``[B]`` in [0, 1]."""
 
-    name = "temporal_gap"
     sampler = "temporal_gap"
     batch_keys = ("x1", "x2", "target")
     default_encoder = ("mobile", {})

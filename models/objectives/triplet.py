@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from . import losses as L
-from .base import HParams, Objective, register
+from .base import OBJECTIVES, HParams, Objective
 
 
 @dataclass
@@ -35,11 +35,10 @@ class TripletHParams(HParams):
     source: str = "Tagliasacchi et al. 2019, Sec. 4 (Adam lr 1e-4, batch 256); loss after Jansen et al. 2018"
 
 
-@register
+@OBJECTIVES.register("triplet")
 class TripletObjective(Objective):
     """``triplet``. Batch: ``anchor``, ``positive``, ``negative`` ``[B, 1, F, N]``."""
 
-    name = "triplet"
     sampler = "triplet"
     batch_keys = ("anchor", "positive", "negative")
     default_encoder = ("mobile", {})

@@ -24,22 +24,13 @@ State (mixup memory, triplet pool) lives in the sampler object, i.e. per DataLoa
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from shards.registry import Registry
 
 SAMPLERS: Registry[type["Sampler"]] = Registry("sampler", package="pipeline.samplers")
-
-
-def register_sampler(name: str) -> Callable[[type], type]:
-    """Class decorator: register a :class:`Sampler` subclass under ``name`` (refuses duplicates)."""
-    def deco(cls: type) -> type:
-        SAMPLERS.add(name, cls)
-        cls.name = name
-        return cls
-    return deco
 
 
 def take(mel: Any, start: int, n: int) -> np.ndarray:
@@ -65,7 +56,7 @@ def random_start(total: int, n: int, rng: np.random.Generator) -> int:
 
 
 class Sampler:
-    """Base class; subclasses set ``name`` (via ``register_sampler``) and ``keys`` (the batch keys)."""
+    """Base class; subclasses get ``name`` from ``@SAMPLERS.register("name")`` and ``keys`` (the batch keys)."""
 
     name = ""
     keys: tuple[str, ...] = ()

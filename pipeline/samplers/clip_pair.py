@@ -6,10 +6,10 @@ batch are the negatives (the objective builds them in-batch, gathered across ran
 """
 from __future__ import annotations
 
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("clip_pair")
+@SAMPLERS.register("clip_pair")
 class ClipPair(Sampler):
     """Batch keys: ``x1``, ``x2`` ``[B, 1, F, N]``."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler, register_sampler, take
+from .base import SAMPLERS, Sampler, take
 
 
-@register_sampler("context")
+@SAMPLERS.register("context")
 class Context(Sampler):
     """Batch keys: ``context`` ``[B, 2P, 1, F, N]`` (order -P..-1, +1..+P), ``center`` ``[B, 1, F, N]``."""
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("crop")
+@SAMPLERS.register("crop")
 class Crop(Sampler):
     """Batch keys: ``x`` ``[B, 1, F, N]``; ``labels`` ``[B, V]`` float multi-hot when the manifests
     have a label vocabulary (labels outside it are ignored)."""

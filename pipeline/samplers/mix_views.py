@@ -9,10 +9,10 @@ collation (``collate``); batches are per rank, so partners are drawn within the 
 from __future__ import annotations
 
 from ..augment import mix_examples, standardize
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("mix_views")
+@SAMPLERS.register("mix_views")
 class MixViews(Sampler):
     """Batch keys: ``x1``, ``x2`` ``[B, 1, F, 300]``."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
 def n_masked(n_patches: int, ratio: float) -> int:
@@ -35,7 +35,7 @@ def random_mask(n_patches: int, ratio: float, rng: np.random.Generator) -> np.nd
     return m
 
 
-@register_sampler("patch_mask")
+@SAMPLERS.register("patch_mask")
 class PatchMask(Sampler):
     """Batch key added: ``mask`` ``[B, n_patches]`` bool (alone also ``x`` ``[B, 1, F, N]``)."""
 

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from shards.frontend import get_preset
+
 from ..augment import pitch_shift
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("pitch_shift")
+@SAMPLERS.register("pitch_shift")
 class PitchShift(Sampler):
     """Batch keys: ``x1`` (alone only), ``x_pitch`` ``[B, 1, F, N]``, ``pitch_factor`` ``[B]``."""
 
@@ -36,8 +38,6 @@ class PitchShift(Sampler):
             raise ValueError("pitch_shift needs 0 < low <= high")
         self.fill = fill
         if isinstance(frontend, str):
-            from shards.frontend import get_preset
-
             frontend = get_preset(frontend).to_dict()
         elif frontend is not None and not isinstance(frontend, dict):
             frontend = frontend.to_dict()

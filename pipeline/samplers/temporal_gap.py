@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Sampler, register_sampler, take
+from .base import SAMPLERS, Sampler, take
 
 
-@register_sampler("temporal_gap")
+@SAMPLERS.register("temporal_gap")
 class TemporalGap(Sampler):
     """Batch keys: ``x1``, ``x2`` ``[B, 1, F, N]``, ``target`` ``[B]`` float (d = D / (Nmax - N))."""
 

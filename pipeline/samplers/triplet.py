@@ -17,12 +17,12 @@ import logging
 
 import numpy as np
 
-from .base import Sampler, random_start, register_sampler, take
+from .base import SAMPLERS, Sampler, random_start, take
 
 log = logging.getLogger("melstream.pipeline")
 
 
-@register_sampler("triplet")
+@SAMPLERS.register("triplet")
 class Triplet(Sampler):
     """Batch keys: ``anchor``, ``positive``, ``negative`` ``[B, 1, F, N]``."""
 

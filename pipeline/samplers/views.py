@@ -47,10 +47,10 @@ from ..augment import (
     rrc_params,
     rrc_params_batch,
 )
-from .base import Sampler, register_sampler
+from .base import SAMPLERS, Sampler
 
 
-@register_sampler("views")
+@SAMPLERS.register("views")
 class Views(Sampler):
     """Batch keys: ``x1``, ``x2`` ``[B, 1, F, T]`` (``x`` only with ``augment_on='device'``)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import register_sampler
+from .base import SAMPLERS
 from .views import Views
 
 
@@ -27,7 +27,7 @@ def random_linear_fader(x: np.ndarray, rng: np.random.Generator, gain: float = 1
     return (x + ramp[None, :]).astype(np.float32, copy=False), a, b
 
 
-@register_sampler("views_v2")
+@SAMPLERS.register("views_v2")
 class ViewsV2(Views):
     """Batch keys ``x1``, ``x2``; ``views`` + random linear fader (``fader=False`` gives back ``views``)."""
 
