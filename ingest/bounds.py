@@ -76,8 +76,8 @@ def shard_size_type(spec: str) -> str:
 
 
 def check_config(cfg: Any) -> None:
-    """(``cfg``: an ``ingest.engine.IngestConfig``; typed ``Any`` so that the engine can import this module.)
-    Every number of ``cfg`` within its bounds, else :class:`BoundError` naming the flag."""
+    """Every number of ``cfg`` (an ``ingest.engine.IngestConfig``; typed ``Any`` so that the engine can import
+    this module) within its bounds, else :class:`BoundError` naming the flag."""
     check_int(cfg.level, *LEVEL, flag="--level")
     check_int(cfg.workers, 1, max_workers(), flag="--workers")
     check_int(cfg.threads, 0, max_threads(), flag="--threads")
