@@ -219,6 +219,28 @@ def test_row4_yaml_alias_bomb_is_refused_in_bounded_memory(pretrain_dir, run_cop
     assert len(str(e.value)) <= 300
 
 
+def test_row4_bounded_readers(tmp_path):
+    """``shards.bounded``: the readers every package uses for files from outside."""
+    from shards.bounded import BoundError, load_json_bounded, load_yaml_bounded, parse_yaml_bounded
+
+    assert parse_yaml_bounded("a: &x [1, 2]\nb: *x\n", "ok.yaml") == {"a": [1, 2], "b": [1, 2]}  # aliases as such are fine
+    for text, words in (("a: &x [*x]\n", "cycle"), ("a: !!python/object/apply:os.system [ls]\n", "invalid YAML"),
+                        ("[" * 20_000, "nested too deeply")):
+        with pytest.raises(BoundError, match=words):
+            parse_yaml_bounded(text, "t.yaml")
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0," * 600_000 + "0]")
+    with pytest.raises(BoundError, match="big.json: larger than 1 MiB"):
+        load_json_bounded(str(big))
+    assert len(load_json_bounded(str(big), max_bytes=2 << 20)) == 600_001
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BoundError, match="deep.json: JSON nested too deeply"):
+        load_json_bounded(str(tmp_path / "deep.json"))
+    (tmp_path / "latin1.yaml").write_bytes(b"a: \xe9\n")
+    with pytest.raises(BoundError, match="latin1.yaml: not UTF-8"):
+        load_yaml_bounded(str(tmp_path / "latin1.yaml"))
+
+
 # ------------------------------------------------------------------------------------------ row 5
 
 @pytest.mark.parametrize("extra,words", [
