@@ -17,10 +17,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 from typing import Any, Callable
 
 from shards.bounded import load_json_bounded, load_yaml_bounded
-from shards.lock import DirLock, LockHeld
+from shards.lock import DirLock, LockHeld, read_holder
 
 from .checkpoint import latest_checkpoint
 
@@ -153,6 +154,12 @@ def claim(out: str, resume: bool, overwrite: bool, asked: dict[str, Any]) -> Dir
     try:
         lock.acquire()
     except LockHeld as e:
+        rec = read_holder(lock.path)
+        if rec.get("host") == socket.gethostname() and isinstance(rec.get("pid"), int) and not _alive(rec["pid"]):
+            # flock is shared with forked children: a killed trainer's DataLoader workers hold it a little longer
+            raise RunDirRefused(f"--out {out}: run directory {out} was held by pid {rec['pid']} on host {rec['host']}, "
+                                f"which is no longer running; processes it started (DataLoader workers exit within "
+                                f"seconds of their parent) still hold the lock: try again shortly") from None
         raise RunDirRefused(f"--out {out}: {e}") from None
     try:
         held = describe_run(out)
@@ -168,6 +175,16 @@ def claim(out: str, resume: bool, overwrite: bool, asked: dict[str, Any]) -> Dir
         lock.release()
         raise
     return lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
 
 
 def main_decides(acc: Any, decide: Callable[[], Any]) -> Any:
