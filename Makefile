@@ -25,6 +25,8 @@ OUT ?= $(DATA)/$(DATASET)
 METHOD ?= temporal_gap
 RUN ?= runs/demo
 STEPS ?= 300
+# extra trainer flags, e.g. `make demo TRAIN_FLAGS=--overwrite` to replace the run in $(RUN) (docs/sharing.md)
+TRAIN_FLAGS ?=
 # `make demo`: a contrastive method that learns within minutes on 2 CPU cores (COLA on the mobile encoder).
 DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-every 200 --num-workers 1 \
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
@@ -89,13 +91,13 @@ shards-varied: setup
 	  $(PRESET_ARG) --workers $(WORKERS) --shard-size 64
 
 pretrain: setup
-	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
+	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS) $(TRAIN_FLAGS)
 
 # Two CPU ranks (gloo).  `accelerate launch --cpu --num_processes 2` silently starts ONE process;
 # this form starts two (asserted by tests/test_train_ddp.py).
 pretrain-ddp: setup
 	ACCELERATE_USE_CPU=true $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
-	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS)
+	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS) $(TRAIN_FLAGS)
 
 # the demo tasks on the latest demo run, against the untrained encoder and the spectrogram baseline
 eval: setup
@@ -103,7 +105,7 @@ eval: setup
 
 demo: setup
 	$(MAKE) shards
-	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN)
+	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN) $(TRAIN_FLAGS)
 	$(MAKE) eval
 
 bench: bench-ingest bench-pipeline bench-models bench-train bench-eval

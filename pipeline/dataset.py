@@ -39,6 +39,8 @@ import numpy as np
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from shards.redact import redact, redact_url
+
 from .batch import USE_MMAP, _as_list, collate, open_shard  # noqa: F401  (public here too)
 from .epoch_plan import DEFAULT_BLOCK, EpochPlan, RankLayout
 from .epoch_stream import epoch_worker
@@ -217,11 +219,13 @@ class MelStream(IterableDataset):
             except Exception as e:  # noqa: BLE001 - any failure of one shard: skip it, count it, go on
                 self.counter.add("corrupt_shards")
                 self.counter.add("lost_samples", max(int(ref.samples or 0) - n, 0))  # the unread rest
-                log.warning("skipping the rest of shard %s after %d samples: %s: %s", ref.url, n, type(e).__name__, e)
+                log.warning("skipping the rest of shard %s after %d samples: %s: %s", redact_url(ref.url), n,
+                            type(e).__name__, redact(str(e)))
             if endless:
                 streak = 0 if n else streak + 1
                 if streak > max(20, 3 * len(self.shards)):
-                    raise RuntimeError(f"{streak} shards in a row gave no readable sample; giving up (last: {ref.url})")
+                    raise RuntimeError(f"{streak} shards in a row gave no readable sample; giving up "
+                                       f"(last: {redact_url(ref.url)})")
 
     def _examples(self, raw, sampler: Sampler, rng: np.random.Generator | None) -> Iterator[dict]:
         """Decode each sample and run the sampler ``crops_per_clip`` times; ``rng=None``: per-clip rng."""
