@@ -11,7 +11,8 @@ Two modes on in-memory log-mels (no shards; the default frontend preset):
   slices (an exact copy exists only when they overlap), fit on 1,500 pairs, scored on 1,500 others.
 
 Corpora: ``chirp`` (a sine sweeping linearly in mel across the clip: the gap is visible in the pitch),
-``demo`` and ``demo_varied`` (the project's synthetic corpora).  Examples::
+``demo`` and ``demo_varied`` (the project's synthetic corpora), ``demo_splice`` (each clip the head of one
+demo clip and the tail of another of a different family, cut at 30-70 %: one scene change).  Examples::
 
     python bench/temporal_gap_health.py train --corpus chirp --steps 60 --batch 32
     python bench/temporal_gap_health.py oracle --corpus demo
@@ -53,6 +54,12 @@ def corpus(kind: str, n: int, seconds: float, seed: int) -> list[np.ndarray]:
     for i in range(n):
         if kind == "chirp":
             x = chirp(rng, seconds)
+        elif kind == "demo_splice":
+            from ingest.demo import make_clip  # generator imports scipy: only this corpus
+
+            a, b = make_clip(seed, "train", 2 * i, seconds)[0], make_clip(seed, "train", 2 * i + 1, seconds)[0]
+            cut = int(rng.uniform(0.3, 0.7) * a.size)  # one scene change: clips i, i+1 are of different families
+            x = np.concatenate([a[:cut], b[cut:]])
         elif kind == "demo_varied":
             from ingest.demo_varied import make_clip as varied_clip  # generator imports scipy: only this corpus
 
@@ -162,7 +169,7 @@ def oracle(a: argparse.Namespace, mels: list[np.ndarray]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("mode", choices=["train", "oracle"])
-    p.add_argument("--corpus", choices=["chirp", "demo", "demo_varied"], default="chirp")
+    p.add_argument("--corpus", choices=["chirp", "demo", "demo_splice", "demo_varied"], default="chirp")
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=60)
