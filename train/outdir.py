@@ -21,6 +21,7 @@ import socket
 from typing import Any, Callable
 
 from shards.bounded import load_json_bounded, load_yaml_bounded
+from shards.cli import error_line
 from shards.lock import DirLock, LockHeld, read_holder
 
 from .checkpoint import latest_checkpoint
@@ -191,8 +192,6 @@ def main_decides(acc: Any, decide: Callable[[], Any]) -> Any:
     """``decide()`` on the main process; a :class:`RunDirRefused` there is raised on every rank (the
     others with ``echo=False``), so no rank waits for a peer that has stopped.  Returns what
     ``decide`` returned on the main process (``None`` elsewhere)."""
-    from shards.cli import error_line
-
     result, refusal = None, None
     if acc.is_main_process:
         try:
