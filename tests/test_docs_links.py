@@ -92,3 +92,19 @@ def test_checker_finds_broken_links_and_anchors(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "ROOT", str(tmp_path))
     assert broken_links("docs/a.md") == ["docs/a.md: missing.md: no file docs/missing.md",
                                          "docs/a.md: #nope: no heading #nope in docs/a.md"]
+
+
+# Result files the docs name before a bench has written them (gpu.json: `make gpu-check` on a CUDA machine).
+WRITTEN_ON_DEMAND = {"bench/results/gpu.json"}
+
+
+def test_cited_result_files_exist_and_current_ones_are_cited():
+    text = "\n".join(read(d) for d in doc_files())
+    cited = set(re.findall(r"bench/results/[a-z0-9_/.-]+\.json", text)) - WRITTEN_ON_DEMAND
+    assert cited, "the docs cite no result file"
+    assert sorted(p for p in cited if not os.path.isfile(os.path.join(ROOT, p))) == []
+    index = read("docs/benchmarks.md")
+    current = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "bench", "results", "*.json")))
+    assert [f for f in current if f"`{f}`" not in index] == [], "every current result file has a row in docs/benchmarks.md"
+    history = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "bench", "results", "history", "*.json")))
+    assert [f for f in history if f"`{f}`" not in index] == [], "every history file is named in docs/benchmarks.md"
