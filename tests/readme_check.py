@@ -50,7 +50,7 @@ def tour_commands(path: str = README) -> list[str]:
         if not pending and (not text or text.startswith("#")):
             continue
         if text.endswith("\\"):
-            pending += text[:-1] + " "
+            pending += text[:-1].rstrip() + " "
             continue
         out.append((pending + text).strip())
         pending = ""

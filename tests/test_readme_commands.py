@@ -116,3 +116,14 @@ def test_every_make_command_in_the_readme_is_a_target():
     assert {"demo", "test", "readme-check"} <= used, used
     missing = sorted(used - _make_targets())
     assert not missing, f"README names make targets the Makefile lacks: {missing}"
+
+
+def test_tour_commands_reads_only_tour_blocks(tmp_path):
+    p = tmp_path / "R.md"
+    p.write_text("```bash\nmake demo\n```\n```bash tour\n# a comment\npython -m a --x 1 \\\n    --y 2\n\npython -m b\n```\n"
+                 "text\n```bash tour\npython -m c --steps 400\n```\n")
+    assert tour_commands(str(p)) == ["python -m a --x 1 --y 2", "python -m b", "python -m c --steps 400"]
+    assert shorten(shlex.split("python -m c --steps 400"), 20)[-1] == "20"
+    p.write_text("```bash tour\npython -m a \\\n```\n")
+    with pytest.raises(ValueError, match="backslash"):
+        tour_commands(str(p))
