@@ -32,7 +32,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
+.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -73,6 +73,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(PYTHON) -m pytest -q tests
+
+# The README's quick tour (```bash tour blocks), run in a scratch directory; README_STEPS shortens training
+# (0: every command exactly as written).  tests/test_readme_commands.py (in `make test`) checks that they parse.
+README_STEPS ?= 20
+readme-check: setup
+	$(PYTHON) tests/readme_check.py --steps $(README_STEPS)
 
 # `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.
 shards: setup
