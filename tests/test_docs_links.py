@@ -87,7 +87,7 @@ def test_checker_finds_broken_links_and_anchors(tmp_path, monkeypatch):
     assert links("[a](x.md) `[b](y.md)` ![c](img/p.png)\n```\n[d](z.md)\n```\n") == ["x.md", "img/p.png"]
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A\n\n## Two words\n[ok](b.md) [gone](missing.md) [h](#two-words) [no](#nope)\n"
-                                            "[wip](sharing.md) [web](https://example.org/x.md)\n")
+                                            "[web](https://example.org/x.md)\n")
     (tmp_path / "docs" / "b.md").write_text("# B\n")
     monkeypatch.setitem(globals(), "ROOT", str(tmp_path))
     assert broken_links("docs/a.md") == ["docs/a.md: missing.md: no file docs/missing.md",
