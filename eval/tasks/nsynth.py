@@ -52,6 +52,8 @@ def load(root: str, target: str, task: str) -> TaskData:
 
 
 _LAYOUT = "ROOT/nsynth-{train,valid,test}/examples.json + ROOT/nsynth-*/audio/<note_str>.wav"
+
+
 @TASKS.register("nsynth_instrument")
 class NsynthInstrumentTask(TaskSpec):
     family = "nsynth"
