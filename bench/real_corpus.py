@@ -12,7 +12,7 @@ Layout under ``--out`` (default ``data/real_audio``)::
 
     pretrain/<kind>/*.wav            unlabelled 10-s clips (ingest with `python -m ingest folder`)
     tasks/<task>.csv                 path,label,split,source (paths relative to tasks/)
-    tasks/<task>/<split>/*.wav
+    tasks/<task>/<split>/*.wav       (the instrument and pitch tasks share tasks/notes/<split>/)
     corpus.json                      packages and versions, counts, the pretraining clips' sources
 
 Sources (``source``: voice, language, program or kit) of a task's train and test splits are disjoint,
@@ -285,9 +285,13 @@ class Builder:
         self.k_train, self.k_test = split_kits(sorted(self.kits))
         self.cache: dict[str, np.ndarray] = {}
 
-    def add(self, task: str, split: str, label: str, source: str, x: np.ndarray, name: str) -> None:
-        rel = f"{task}/{split}/{name}.wav"
-        write(os.path.join(self.out, "tasks", rel), x)
+    def add(self, task: str, split: str, label: str, source: str, x: np.ndarray | None, name: str,
+            folder: str | None = None) -> None:
+        """A task row; the clip is written to ``tasks/<folder or task>/<split>/<name>.wav`` unless ``x`` is None
+        (a clip another task already wrote there)."""
+        rel = f"{folder or task}/{split}/{name}.wav"
+        if x is not None:
+            write(os.path.join(self.out, "tasks", rel), x)
         self.rows.setdefault(task, []).append((rel, label, split, source))
 
     def sample(self, path: str) -> np.ndarray:
@@ -341,9 +345,9 @@ class Builder:
                 for i, k in enumerate(keys):
                     clip = fit(x[int(2.0 * i * SR):], 2.0)
                     src = f"program:{os.path.basename(z.sf2)}:{prog}"
-                    self.add("real_instrument", split, fam, src, clip, f"p{prog:03d}_{i}")
-                    self.add("real_pitch", split, "C C# D D# E F F# G G# A A# B".split()[k % 12], src, clip,
-                             f"p{prog:03d}_{i}")
+                    self.add("real_instrument", split, fam, src, clip, f"p{prog:03d}_{i}", "notes")
+                    self.add("real_pitch", split, "C C# D D# E F F# G G# A A# B".split()[k % 12], src, None,
+                             f"p{prog:03d}_{i}", "notes")
 
     # ---- drum type (hydrogen kits + GM kits)
     def drum_tasks(self) -> None:
