@@ -29,12 +29,14 @@ OUT ?= $(DATA)/$(DATASET)
 METHOD ?= temporal_gap
 RUN ?= runs/demo
 STEPS ?= 300
+# extra trainer flags, e.g. `make demo TRAIN_FLAGS=--overwrite` to replace the run in $(RUN) (docs/sharing.md)
+TRAIN_FLAGS ?=
 # `make demo`: a contrastive method that learns within minutes on 2 CPU cores (COLA on the mobile encoder).
 DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-every 200 --num-workers 1 \
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods bench-real clean
+.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods bench-real clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -77,6 +79,12 @@ test: setup
 	$(BIN)/mypy
 	$(PYTHON) -m pytest -q tests
 
+# The README's quick tour (```bash tour blocks), run in a scratch directory; README_STEPS shortens training
+# (0: every command exactly as written).  tests/test_readme_commands.py (in `make test`) checks that they parse.
+README_STEPS ?= 20
+readme-check: setup
+	$(PYTHON) tests/readme_check.py --steps $(README_STEPS)
+
 # `make shards` builds the demo shard set; `make shards DATASET=folder SRC=/path/to/audio` ingests a folder.
 shards: setup
 ifeq ($(DATASET),demo)
@@ -94,13 +102,13 @@ shards-varied: setup
 	  $(PRESET_ARG) --workers $(WORKERS) --shard-size 64
 
 pretrain: setup
-	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS)
+	$(BIN)/accelerate launch --num_processes 1 --cpu train/pretrain.py --method $(METHOD) --out $(RUN) --steps $(STEPS) $(TRAIN_FLAGS)
 
 # Two CPU ranks (gloo).  `accelerate launch --cpu --num_processes 2` silently starts ONE process;
 # this form starts two (asserted by tests/test_train_ddp.py).
 pretrain-ddp: setup
 	ACCELERATE_USE_CPU=true $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
-	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS)
+	  --mixed_precision no --dynamo_backend no train/pretrain.py --method $(METHOD) --out $(RUN)-ddp --steps $(STEPS) $(TRAIN_FLAGS)
 
 # the demo tasks on the latest demo run, against the untrained encoder and the spectrogram baseline
 eval: setup
@@ -108,7 +116,7 @@ eval: setup
 
 demo: setup
 	$(MAKE) shards
-	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN)
+	$(PYTHON) eval/pretrain.py $(DEMO_TRAIN) --out $(RUN) $(TRAIN_FLAGS)
 	$(MAKE) eval
 
 bench: bench-ingest bench-pipeline bench-models bench-train bench-eval

@@ -7,12 +7,9 @@ build an ``IngestConfig`` themselves.  The ceilings are documented in docs/robus
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any
 
 from shards.cli_types import BoundError, check_float, check_int, parse_int, parse_size
-
-if TYPE_CHECKING:
-    from .engine import IngestConfig
 
 LEVEL = (1, 22)  # zstd levels this toolkit writes (negative "fast" levels are not offered)
 LIMIT = (1, 1_000_000_000)  # --limit: items
@@ -78,8 +75,9 @@ def shard_size_type(spec: str) -> str:
     return spec
 
 
-def check_config(cfg: IngestConfig) -> None:
-    """Every number of ``cfg`` within its bounds, else :class:`BoundError` naming the flag."""
+def check_config(cfg: Any) -> None:
+    """Every number of ``cfg`` (an ``ingest.engine.IngestConfig``; typed ``Any`` so that the engine can import
+    this module) within its bounds, else :class:`BoundError` naming the flag."""
     check_int(cfg.level, *LEVEL, flag="--level")
     check_int(cfg.workers, 1, max_workers(), flag="--workers")
     check_int(cfg.threads, 0, max_threads(), flag="--threads")

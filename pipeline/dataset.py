@@ -27,47 +27,30 @@ its manifest lists that were not read), and the trainer logs it as ``corrupt_ski
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 import multiprocessing as mp
-import os
 import random
 import zlib
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
+from shards.redact import redact, redact_url
+
+from .batch import USE_MMAP, _as_list, collate, open_shard  # noqa: F401  (public here too)
 from .epoch_plan import DEFAULT_BLOCK, EpochPlan, RankLayout
 from .epoch_stream import epoch_worker
 from .manifests import DatasetFacts, ShardRef
 from .samplers.base import Sampler
-from .tario import CorruptSample, decode_clip, iter_tar_stream, map_file
-from .urls import local_path, open_stream, scheme_of
+from .tario import CorruptSample, decode_clip, iter_tar_stream
 
 log = logging.getLogger("melstream.pipeline")
 
 ORDERS = ("resampled", "epoch")  # training data orders
-
-
-# Local shards are read through a read-only mmap: member bytes are zero-copy views, and chunks a crop
-# does not need are never copied (~7 % more crops/s than buffered reads, interleaved A/B).  Shards are
-# immutable once written (temp file + rename), so a mapping never sees a file change under it.
-# MELSTREAM_MMAP=0 reads local shards as streams, like remote ones.
-USE_MMAP = os.environ.get("MELSTREAM_MMAP", "1") != "0"
-
-
-def open_shard(url: str, allow_pipe: bool = False) -> Any:
-    """A context manager giving a forward-only ``read(n)`` stream of one shard."""
-    if USE_MMAP and scheme_of(url) in ("", "file"):
-        mapped = map_file(local_path(url))
-        if mapped is not None:
-            return contextlib.nullcontext(mapped)
-    return open_stream(url, allow_pipe=allow_pipe)
 
 
 class SkipCounter:
@@ -129,25 +112,6 @@ def _single_thread_blas() -> None:
         except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
             return
         _BLAS_LIMIT = threadpool_limits(1, user_api="blas")
-
-
-def _as_list(out) -> list[dict]:
-    if out is None:
-        return []
-    return out if isinstance(out, list) else [out]
-
-
-def collate(examples: list[dict], valid: list[bool] | np.ndarray, sampler: Sampler, rng: np.random.Generator,
-            return_keys: bool = False) -> dict[str, Any]:
-    """Stack per-example arrays, run the sampler's batch-level transform, convert to tensors."""
-    names = [k for k in examples[0] if k != "__key__"]
-    batch = {k: np.stack([e[k] for e in examples]) for k in names}
-    batch["valid"] = np.asarray(valid, dtype=bool)
-    batch = sampler.collate(batch, rng)
-    out: dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-    if return_keys:
-        out["__key__"] = [e.get("__key__") for e in examples]
-    return out
 
 
 def deal(sizes: list[int], bins: int) -> list[list[int]]:
@@ -255,11 +219,13 @@ class MelStream(IterableDataset):
             except Exception as e:  # noqa: BLE001 - any failure of one shard: skip it, count it, go on
                 self.counter.add("corrupt_shards")
                 self.counter.add("lost_samples", max(int(ref.samples or 0) - n, 0))  # the unread rest
-                log.warning("skipping the rest of shard %s after %d samples: %s: %s", ref.url, n, type(e).__name__, e)
+                log.warning("skipping the rest of shard %s after %d samples: %s: %s", redact_url(ref.url), n,
+                            type(e).__name__, redact(str(e)))
             if endless:
                 streak = 0 if n else streak + 1
                 if streak > max(20, 3 * len(self.shards)):
-                    raise RuntimeError(f"{streak} shards in a row gave no readable sample; giving up (last: {ref.url})")
+                    raise RuntimeError(f"{streak} shards in a row gave no readable sample; giving up "
+                                       f"(last: {redact_url(ref.url)})")
 
     def _examples(self, raw, sampler: Sampler, rng: np.random.Generator | None) -> Iterator[dict]:
         """Decode each sample and run the sampler ``crops_per_clip`` times; ``rng=None``: per-clip rng."""

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
+from .batch import collate, open_shard
 from .epoch_plan import CounterRng, EpochPlan, RankLayout
 from .tario import CorruptSample, decode_clip, iter_tar_stream
 
 if TYPE_CHECKING:
-    from .dataset import MelStream
     from .samplers.base import Sampler
 
 log = logging.getLogger("melstream.pipeline")
@@ -106,9 +106,8 @@ def _first(out: Any) -> dict | None:
     return out
 
 
-def epoch_worker(ds: "MelStream", wid: int, nw: int, sampler: "Sampler") -> Iterator[dict]:
+def epoch_worker(ds: Any, wid: int, nw: int, sampler: "Sampler") -> Iterator[dict]:
     """Worker ``wid`` of ``nw``: one collated part (its lanes' rows) per step it owns, endlessly."""
-    from .dataset import collate, open_shard
 
     plan = EpochPlan([s.samples for s in ds.shards], ds.seed, ds.global_batch, ds.block)
     lay = RankLayout.make(ds.global_batch, ds.rank, ds.world_size, nw)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from shards import MANIFEST, ManifestError, validate_manifest
-from shards.bounded import TooLarge
 from shards.frontend import FrontendConfig
 from shards.redact import redact
 
@@ -58,19 +57,18 @@ class DatasetFacts:
 
 
 def read_manifest_any(shard_dir: str, allow_pipe: bool = False) -> dict[str, Any]:
-    """Load and validate ``<shard_dir>/manifest.json`` from a path or URL."""
+    """Load and validate ``<shard_dir>/manifest.json`` from a path or URL (read with a size bound;
+    messages name the URL with its secrets redacted)."""
     path = join(shard_dir, MANIFEST)
     try:
         m = read_json(path, allow_pipe=allow_pipe)
     except FileNotFoundError:
-        raise ManifestError(f"no {MANIFEST} in {shard_dir} (build shards with `python -m ingest ...`)") from None
+        raise ManifestError(redact(f"no {MANIFEST} in {shard_dir} (build shards with `python -m ingest ...`)")) from None
     except UrlError as e:
-        raise ManifestError(f"cannot read {path}: {e}") from None
-    except TooLarge as e:
-        raise ManifestError(str(e)) from None
-    except ValueError as e:
-        raise ManifestError(f"{path}: invalid JSON ({e})") from None
-    return validate_manifest(m, path)
+        raise ManifestError(redact(f"cannot read {e}")) from None  # UrlError: "<url>: <why>"
+    except ValueError as e:  # already "<path>: <why>" (shards.bounded: TooLarge, invalid JSON)
+        raise ManifestError(redact(str(e))) from None
+    return validate_manifest(m, redact(path))
 
 
 def dir_identity(d: str) -> str:
@@ -120,15 +118,15 @@ def read_manifests(dirs: list[str] | str, allow_pipe: bool = False) -> DatasetFa
         raise ValueError("no shard directories given")
     for d in dirs:
         if scheme_of(d) == "pipe" and not allow_pipe:
-            raise ValueError(f"{d}: pipe: URLs run shell commands; pass allow_pipe=True to use them")
+            raise ValueError(redact(f"{d}: pipe: URLs run shell commands; pass allow_pipe=True to use them"))
     dirs = unique_dirs(dirs)
     manifests = [read_manifest_any(d, allow_pipe=allow_pipe) for d in dirs]
     fe0 = manifests[0]["frontend"]
     for d, m in zip(dirs[1:], manifests[1:]):
         if m["frontend"] != fe0:
-            raise FrontendMismatch(
+            raise FrontendMismatch(redact(
                 f"shard directories use different frontends: {dirs[0]} vs {d} ({_frontend_diff(fe0, m['frontend'])}); "
-                "re-ingest one of them with the other's --preset")
+                "re-ingest one of them with the other's --preset"))
     shards: list[ShardRef] = []
     vocab: set[str] = set()
     stats = []
@@ -144,7 +142,7 @@ def read_manifests(dirs: list[str] | str, allow_pipe: bool = False) -> DatasetFa
         clips += sum(int(s["samples"]) for s in m["shards"])
         codecs.append(str((m.get("codec") or {}).get("name")))
     if not shards:
-        raise ManifestError(f"the manifests of {dirs} list no shards")
+        raise ManifestError(redact(f"the manifests of {dirs} list no shards"))
     mean, std, count = merge_stats(stats)
     hop = fe0.get("hop_length") or 160
     sr = fe0.get("sample_rate") or 16000
@@ -161,7 +159,7 @@ def check_frontend(facts: DatasetFacts, expect_n_mels: int | None = None, expect
     read: ``shards.frontend.get_preset``).
     """
     fe = facts.frontend
-    where = ", ".join(facts.dirs)
+    where = redact(", ".join(facts.dirs))
     if expect_frontend is not None:
         if not isinstance(expect_frontend, FrontendConfig):
             raise TypeError(f"expect_frontend must be a FrontendConfig, got {type(expect_frontend).__name__}")

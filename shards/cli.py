@@ -1,7 +1,7 @@
 """The CLI boundary: every exception that reaches a command's ``main`` becomes one line on stderr.
 
 ``error: <what>: <why>`` and exit status 2, whatever the exception (bad YAML, a truncated file, a
-wrong-typed flag, a bug).  ``MELSTREAM_DEBUG=1`` re-raises instead, for the full traceback.
+wrong-typed flag, a bug), with secrets (URL userinfo, signed-URL tokens) redacted.  ``MELSTREAM_DEBUG=1`` re-raises instead, for the full traceback.
 ``SystemExit`` with a number (argparse, ``--help``) passes through; with a message
 (``raise SystemExit("error: ...")``) it is printed once and gives 2.  Ctrl-C gives 130.
 
@@ -20,6 +20,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .redact import redact
 
 DEBUG_ENV = "MELSTREAM_DEBUG"
 EXIT_USAGE = 2
@@ -59,7 +61,7 @@ def run_main(fn: Callable[..., int], argv: list[str] | None, what: str, **kwargs
         if isinstance(e.code, str):
             if debug():
                 raise
-            print(error_line(ValueError(e.code), what), file=sys.stderr)
+            print(redact(error_line(ValueError(e.code), what)), file=sys.stderr)
             return EXIT_USAGE
         raise
     except KeyboardInterrupt:
@@ -70,7 +72,7 @@ def run_main(fn: Callable[..., int], argv: list[str] | None, what: str, **kwargs
     except Exception as e:  # the one place that turns any failure into one line
         if debug():
             raise
-        print(error_line(e, what), file=sys.stderr)
+        print(redact(error_line(e, what)), file=sys.stderr)
         return EXIT_USAGE
 
 

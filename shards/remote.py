@@ -18,12 +18,15 @@ import os
 from typing import IO, Any
 from urllib.parse import urlparse
 
-from .redact import redact_url
+from .redact import redact, redact_url
 
-__all__ = ["UrlError", "HTTP_TIMEOUT", "scheme_of", "local_path", "open_stream", "read_range"]
+__all__ = ["UrlError", "HTTP_TIMEOUT", "scheme_of", "local_path", "open_stream", "read_range", "env_credentials",
+           "ENV_USER", "ENV_PASSWORD", "ENV_TOKEN"]
 
 _BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 HTTP_TIMEOUT = 60.0
+# credentials for http(s) shard servers, kept out of URLs (docs/sharing.md); ~/.netrc works too
+ENV_USER, ENV_PASSWORD, ENV_TOKEN = "MELSTREAM_HTTP_USER", "MELSTREAM_HTTP_PASSWORD", "MELSTREAM_HTTP_TOKEN"
 
 
 class UrlError(OSError):
@@ -49,6 +52,19 @@ def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def env_credentials(url: str) -> dict[str, Any]:
+    """``requests`` keyword arguments carrying the environment's credentials for ``url``: none when the
+    URL has its own userinfo or the environment sets none (then ``~/.netrc`` applies, as requests reads it)."""
+    if "@" in urlparse(url).netloc:
+        return {}
+    user, password, token = (os.environ.get(k) for k in (ENV_USER, ENV_PASSWORD, ENV_TOKEN))
+    if user and password is not None:
+        return {"auth": (user, password)}
+    if token:
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+    return {}
+
+
 class _RequestsStream(io.RawIOBase):
     """Read-only, forward-only stream over a ``requests`` response body."""
 
@@ -56,10 +72,10 @@ class _RequestsStream(io.RawIOBase):
         import requests
 
         try:
-            self._resp = requests.get(url, stream=True, timeout=timeout)
+            self._resp = requests.get(url, stream=True, timeout=timeout, **env_credentials(url))
             self._resp.raise_for_status()
         except requests.RequestException as e:
-            raise UrlError(f"{redact_url(url)}: {redact_url(str(e))}") from None
+            raise UrlError(f"{redact_url(url)}: {redact(str(e))}") from None
         self._resp.raw.decode_content = True
         self._raw = self._resp.raw
 
@@ -86,11 +102,12 @@ def _fsspec_open(url: str) -> IO[bytes]:
         raise UrlError(f"{redact_url(url)}: fsspec is not installed") from None
     scheme = scheme_of(url)
     try:
-        return fsspec.open(url, "rb").open()
+        options: dict[str, Any] = {"client_kwargs": {"trust_env": True}} if scheme in ("http", "https") else {}
+        return fsspec.open(url, "rb", **options).open()
     except (ImportError, ValueError) as e:
         pkg = _BACKENDS.get(scheme)
         hint = f" (pip install {pkg})" if pkg else ""
-        raise UrlError(f"{redact_url(url)}: no fsspec backend for {scheme}://{hint}: {e}") from None
+        raise UrlError(f"{redact_url(url)}: no fsspec backend for {scheme}://{hint}: {redact(str(e))}") from None
     except FileNotFoundError:
         raise UrlError(f"{redact_url(url)}: not found") from None
 
@@ -102,11 +119,11 @@ def open_stream(url: str, allow_pipe: bool = False, bufsize: int = 1 << 20) -> I
         return open(local_path(url), "rb", buffering=bufsize)
     if scheme == "pipe":
         if not allow_pipe:
-            raise UrlError(f"{url}: pipe: URLs run shell commands; pass allow_pipe=True to use them")
+            raise UrlError(f"{redact_url(url)}: pipe: URLs run shell commands; pass allow_pipe=True to use them")
         from webdataset.gopen import gopen
 
         return gopen(url, "rb", bufsize=bufsize)
-    if scheme in ("http", "https") and not _have("aiohttp"):
+    if scheme in ("http", "https") and (not _have("aiohttp") or env_credentials(url)):
         return io.BufferedReader(_RequestsStream(url, HTTP_TIMEOUT), buffer_size=bufsize)
     return _fsspec_open(url)
 
@@ -124,7 +141,7 @@ def read_range(url: str, offset: int, length: int, timeout: float = HTTP_TIMEOUT
         with open(local_path(url), "rb", buffering=0) as f:
             data = os.pread(f.fileno(), length, offset) if hasattr(os, "pread") else (f.seek(offset), f.read(length))[1]
     elif scheme == "pipe":
-        raise UrlError(f"{url}: pipe: URLs cannot be read by range")
+        raise UrlError(f"{redact_url(url)}: pipe: URLs cannot be read by range")
     elif scheme in ("http", "https"):
         import requests
 
@@ -132,11 +149,13 @@ def read_range(url: str, offset: int, length: int, timeout: float = HTTP_TIMEOUT
         if sess is None:
             sess = _SESSION[os.getpid()] = requests.Session()
         try:
-            r = sess.get(url, headers={"Range": f"bytes={offset}-{offset + length - 1}",
-                                       "Accept-Encoding": "identity"}, timeout=timeout)
+            cred = env_credentials(url)
+            headers = {"Range": f"bytes={offset}-{offset + length - 1}", "Accept-Encoding": "identity",
+                       **cred.get("headers", {})}
+            r = sess.get(url, headers=headers, timeout=timeout, auth=cred.get("auth"))
             r.raise_for_status()
         except requests.RequestException as e:
-            raise UrlError(f"{redact_url(url)}: {redact_url(str(e))}") from None
+            raise UrlError(f"{redact_url(url)}: {redact(str(e))}") from None
         if r.status_code != 206:
             raise UrlError(f"{redact_url(url)}: the server ignored the Range request (status {r.status_code})")
         data = r.content

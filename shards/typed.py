@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -20,13 +22,35 @@ class ConfigError(ValueError):
     """A configuration value from outside is unusable; ``str(err)`` is the one-line reason."""
 
 
-# field -> (lowest allowed value, strictly greater?) for TrainConfig and HParams
+class _NotFinite(ConfigError):
+    """nan / inf where a finite float is expected (kept through ``X | None`` as the better message)."""
+
+
+# field -> (lowest, strictly greater?) or (lowest, strictly greater?, highest) or (..., highest, why): the
+# bounds of TrainConfig and HParams fields; ``why`` ends the message of a value above ``highest``
+Bound = tuple[Any, ...]
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 6, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 120, 120, 40
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` built with bounds (depth, items, string length): a value from outside may be a
+    huge or deeply shared structure whose full ``repr`` would take gigabytes before it could be cut."""
+    return _REPR.repr(value)
 
 
 # constructor arguments that are sizes (frames, bins, widths, pools) must be >= 1 whatever the class:
 # a negative one fails only later, deep in a worker (the sampler) or as "negative dimension" (a layer)
 POSITIVE_KWARGS = ("n_frames", "n_mels", "d", "width", "head_dim", "features", "pool_size", "n_side",
                    "memory_size", "frames_per_chunk")
+# ... and each has a ceiling: a width of 10**9 would allocate its weights before anything could refuse it
+_SIZE_WHY = "a size this large would exhaust memory; docs/sharing.md"
+KWARG_CEILINGS: dict[str, int] = {"n_frames": 100_000, "n_mels": 1024, "d": 65_536, "width": 65_536,
+                                  "head_dim": 65_536, "features": 65_536, "pool_size": 4096, "n_side": 4096,
+                                  "memory_size": 1 << 22, "frames_per_chunk": 100_000}
+KWARG_BOUNDS: dict[str, Bound] = {n: (1, False, KWARG_CEILINGS.get(n), _SIZE_WHY) for n in POSITIVE_KWARGS}
 
 
 def _type_name(t: Any) -> str:
@@ -41,7 +65,7 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     """``value`` converted to ``hint`` (int, float, bool, str, ``X | None``, ``tuple[...]``, ``list[X]``,
     ``dict[str, X]``, ``Any``), or :class:`ConfigError` "<where>: expected <type>, got <value>"."""
     def bad() -> ConfigError:
-        return ConfigError(f"{where}: expected {_type_name(hint)}, got {value!r}"[:300])
+        return ConfigError(f"{where}: expected {_type_name(hint)}, got {short_repr(value)}"[:300])
 
     if hint is Any or hint is inspect.Parameter.empty:
         return value
@@ -54,6 +78,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
                 continue
             try:
                 return coerce(value, a, where)
+            except _NotFinite:
+                raise
             except ConfigError:
                 pass
         raise bad()
@@ -76,17 +102,16 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             except ValueError:
                 pass
         raise bad()
-    if hint is float:
-        if isinstance(value, bool):
+    if hint is float:  # finite only: nan / inf are refused wherever a float comes from outside
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise bad()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise bad()
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):
+            raise bad() from None
+        if not math.isfinite(number):
+            raise _NotFinite(f"{where}: expected a finite number, got {short_repr(value)}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -113,18 +138,23 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     return value  # an annotation we cannot check (a Protocol, a string we could not resolve)
 
 
-def _check_bound(name: str, value: Any, bounds: dict[str, tuple[float, bool]], where: str) -> None:
+def _check_bound(name: str, value: Any, bounds: dict[str, Bound], where: str) -> None:
     if name in bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
-        lo, strict = bounds[name]
+        lo, strict, *upper = bounds[name]
         if value < lo or (strict and value == lo):
-            raise ConfigError(f"{where}: must be {'>' if strict else '>='} {lo}, got {value!r}")
+            raise ConfigError(f"{where}: must be {'>' if strict else '>='} {lo}, got {short_repr(value)}")
+        hi = upper[0] if upper else None
+        if hi is not None and value > hi:
+            why = f" ({upper[1]})" if len(upper) > 1 and upper[1] else ""
+            raise ConfigError(f"{where}: must be <= {hi}{why}, got {short_repr(value)}")
 
 
 def check_fields(cls: type, values: dict[str, Any], where: Callable[[str], str],
-                 bounds: dict[str, tuple[float, bool]] | None = None,
+                 bounds: dict[str, Bound] | None = None,
                  choices: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """``values`` for the dataclass ``cls``, each converted to its field's type and checked against
-    ``bounds``/``choices``; ``where(name)`` names a field in messages (``"--hp lr"``, ``"cfg.yaml: steps"``).
+    ``bounds`` (lowest, and optionally highest: see :data:`Bound`) and ``choices``; ``where(name)`` names
+    a field in messages (``"--hp lr"``, ``"cfg.yaml: steps"``).
     Unknown names are refused with the list of the known ones."""
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
@@ -135,7 +165,7 @@ def check_fields(cls: type, values: dict[str, Any], where: Callable[[str], str],
         out[k] = coerce(v, hints.get(k, Any), where(k))
         _check_bound(k, out[k], bounds or {}, where(k))
         if choices and k in choices and out[k] not in choices[k]:
-            raise ConfigError(f"{where(k)}: must be one of {', '.join(choices[k])}, got {out[k]!r}")
+            raise ConfigError(f"{where(k)}: must be one of {', '.join(choices[k])}, got {short_repr(out[k])}")
     return out
 
 
@@ -158,7 +188,15 @@ def signature_params(fn: Callable) -> dict[str, tuple[Any, Any]]:
 
 
 def _kv(kwargs: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in kwargs.items())
+    return " ".join(f"{k}={short_repr(v)}" if isinstance(v, str) else f"{k}={_short_str(v)}"
+                    for k, v in list(kwargs.items())[:20])
+
+
+def _short_str(v: Any) -> str:
+    """``str(v)`` for scalars and (cut) strings, a bounded repr for anything else (lists, mappings)."""
+    if isinstance(v, str):
+        return v if len(v) <= 120 else v[:117] + "..."
+    return str(v) if isinstance(v, (int, float, bool)) or v is None else short_repr(v)
 
 
 def coerce_kwargs(ctors: list[Callable], kwargs: dict[str, Any], what: str, name: str) -> dict[str, Any]:
@@ -173,12 +211,13 @@ def coerce_kwargs(ctors: list[Callable], kwargs: dict[str, Any], what: str, name
             if len(ctors) > 1 and isinstance(v, dict):  # per-part options of a composed sampler
                 out[k] = v
                 continue
-            raise ConfigError(f"{what} {k}={v}: {name} takes no argument {k!r}; valid: {', '.join(valid) or 'none'}")
+            raise ConfigError(f"{what} {k}={_short_str(v)}: {name} takes no argument {short_repr(k)}; "
+                              f"valid: {', '.join(valid) or 'none'}")
         try:
             out[k] = coerce(v, valid[k][0], k)
-            _check_bound(k, out[k], {n: (1, False) for n in POSITIVE_KWARGS}, k)
+            _check_bound(k, out[k], KWARG_BOUNDS, k)
         except ConfigError as e:
-            raise ConfigError(f"{what} {k}={v}: {e}") from None
+            raise ConfigError(f"{what} {k}={_short_str(v)}: {e}") from None
     return out
 
 

@@ -119,3 +119,31 @@ def test_two_cpu_ranks_stop_together_on_a_time_budget(demo_small, tmp_path):
     assert summary["planned_steps"] == plan["planned_steps"] and step < 300_000
     assert json.load(open(out / "encoder.json"))["step"] == step
     assert (out / "checkpoints" / "latest").read_text().strip() == f"step_{step:07d}"
+
+
+def test_two_cpu_ranks_stop_together_when_the_run_dir_is_refused(demo_small, tmp_path):
+    """The main process alone claims ``--out`` (lock, what is there: train/outdir.py) and broadcasts its
+    refusal: both ranks stop at once with one error line, and no rank waits for a peer that has left."""
+    from tests.test_hostile_inputs import assert_one_line, snapshot
+
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "config.yaml").write_text("method: temporal_gap\n")
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    before = snapshot(out)
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+           "MELSTREAM_HANG_DUMP_S": "150"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(_free_port()),
+           os.path.join(ROOT, "train", "pretrain.py"), "--method", "temporal_gap", "--shards",
+           os.path.join(demo_small[0], "pretrain"), "--out", str(out), "--steps", "2", "--batch-size", "8",
+           "--num-workers", "0", "--tracker", "none", "--init-timeout-s", "120"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert p.returncode != 0
+    ours = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]  # the launcher adds its own report
+    assert len(ours) == 1, p.stderr[-3000:]
+    assert_one_line(ours[0], f"--out {out}: holds a temporal_gap run with no checkpoint yet", "--overwrite")
+    assert "exitcode  : 2" in p.stderr and "exitcode  : 1" not in p.stderr  # both ranks: the refusal, no hang dump
+    assert snapshot(out) == before

@@ -49,7 +49,8 @@ def latest_checkpoint(out: str) -> tuple[int, str] | None:
     root = ckpt_root(out)
     p = os.path.join(root, "latest")
     if os.path.isfile(p):
-        name = open(p).read().strip()
+        with open(p, "rb") as f:
+            name = f.read(64).decode("ascii", "replace").strip()
         m = _STEP_RE.match(name)
         if m and os.path.isfile(os.path.join(root, name, "COMPLETE")):
             return int(m.group(1)), os.path.join(root, name)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from shards.bounded import MAX_TEXT_BYTES, BoundError, load_yaml_bounded, parse_yaml_bounded
+from shards.typed import short_repr
 
 from .validate import TRAIN_BOUNDS, TRAIN_CHOICES, ConfigError, check_fields
 
@@ -43,6 +45,7 @@ class TrainConfig:
     save_every: int = 500
     keep_last: int = 3
     resume: bool = False
+    overwrite: bool = False  # replace the run already in --out (without it, such a run is refused)
     init: str | None = None  # encoder weights to start from (official BYOL-A .pth or encoder.safetensors)
     probe_every: int = 0
     probe_task: str = "demo_family"
@@ -73,30 +76,51 @@ _HELP = {
                   "epoch (every clip once per epoch; exact resume on any world size and workers; docs/training.md)",
     "save_every": "checkpoint every N steps (the data stream is re-seeded at each checkpoint)",
     "keep_last": "keep the newest K checkpoints",
-    "resume": "continue from the newest checkpoint in --out",
+    "resume": "continue from the newest checkpoint in --out (its method, encoder and frontend must match)",
+    "overwrite": "replace the run already in --out (its checkpoints, weights, config and metrics are deleted); "
+                 "without --resume or --overwrite, a --out that holds a run is refused",
     "init": "initial encoder weights (.pth with official keys, or encoder.safetensors)",
     "probe_every": "run the online probe every N steps (0: off)",
 }
 
 
-def _scalar(v: str) -> Any:
-    """``"1e-3"`` -> 0.001 (YAML 1.1 would keep it a string), ints, bools, lists via YAML."""
+def _scalar(v: str, where: str = "value") -> Any:
+    """``"1e-3"`` -> 0.001 (YAML 1.1 would keep it a string), ints, bools, lists via (bounded) YAML."""
     for cast in (int, float):
         try:
             return cast(v)
         except ValueError:
             pass
-    return yaml.safe_load(v)
+    return parse_yaml_bounded(v, where)
 
 
 def parse_kv(items: list[str] | None, flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for it in items or []:
         if "=" not in it:
-            raise SystemExit(f"error: {flag} expects key=value, got {it!r}")
+            raise SystemExit(f"error: {flag} expects key=value, got {short_repr(it)}")
         k, v = it.split("=", 1)
-        out[k.strip()] = _scalar(v)
+        try:
+            out[k.strip()] = _scalar(v, f"{flag} {k.strip()}")
+        except BoundError as e:
+            raise SystemExit(f"error: {e}") from None
+        bad = _non_finite(out[k.strip()], f"{flag} {k.strip()}")
+        if bad:
+            raise SystemExit(f"error: {bad}")
     return out
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """``"<where>: expected a finite number, got inf"`` for the first nan/inf in ``value`` (numbers,
+    lists, mappings), else ``None``: no field takes a non-finite number (docs/sharing.md)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: expected a finite number, got {value}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for k, v in items:
+        bad = _non_finite(v, f"{where}.{k}")
+        if bad:
+            return bad
+    return None
 
 
 def build_parser(methods: list[str], encoders: list[str], prog: str = "train/pretrain.py") -> argparse.ArgumentParser:
@@ -129,19 +153,15 @@ def build_parser(methods: list[str], encoders: list[str], prog: str = "train/pre
 
 
 def read_yaml(path: str) -> Any:
-    """A YAML file, or ``SystemExit`` with one line naming the file (and the line of a syntax error)."""
+    """A YAML file, or ``SystemExit`` with one line naming the file (and the line of a syntax error).
+    Read with bounds (``shards.bounded``): at most 1 MiB, and at most 100 000 nodes once its aliases
+    are expanded, so an alias bomb or ``/dev/zero`` is refused at once."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+        return load_yaml_bounded(path, MAX_TEXT_BYTES)
     except OSError as e:
         raise SystemExit(f"error: {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise SystemExit(f"error: {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SystemExit(f"error: {where}: invalid YAML ({what})") from None
+    except BoundError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def load_config(argv: list[str] | None, methods: list[str], encoders: list[str], prog: str = "train/pretrain.py") -> TrainConfig:
@@ -156,7 +176,7 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str],
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = set(loaded) - known
         if unknown:
-            raise SystemExit(f"error: {a.config}: unknown fields {sorted(unknown)}")
+            raise SystemExit(f"error: {a.config}: unknown fields {short_repr(sorted(map(str, unknown)))}")
         data.update(loaded)
     for f in dataclasses.fields(TrainConfig):
         v = getattr(a, f.name, None)
@@ -166,7 +186,7 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str],
     for key, flag, attr in (("hparams", "--hp", "hp"), ("encoder_kwargs", "--encoder-arg", "encoder_arg"),
                             ("sampler_kwargs", "--sampler-arg", "sampler_arg")):
         if data.get(key) is not None and not isinstance(data[key], dict):
-            raise SystemExit(f"error: {a.config}: {key}: expected a mapping, got {data[key]!r}")
+            raise SystemExit(f"error: {a.config}: {key}: expected a mapping, got {short_repr(data[key])}")
         merged = dict(data.get(key) or {})
         merged.update(parse_kv(getattr(a, attr), flag))
         data[key] = merged
@@ -178,7 +198,14 @@ def load_config(argv: list[str] | None, methods: list[str], encoders: list[str],
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     cfg = TrainConfig(**data)
-    if cfg.max_minutes is not None and not cfg.max_minutes < float("inf"):
-        raise SystemExit(f"error: --max-minutes must be a finite number of minutes, got {cfg.max_minutes}")
-    json.dumps(cfg.to_dict())  # everything must be serialisable into config.yaml
+    if cfg.resume and cfg.overwrite:
+        raise SystemExit("error: --resume and --overwrite: pick one (continue the run in --out, or replace it)")
+    for key in ("hparams", "encoder_kwargs", "sampler_kwargs"):  # what the dataclass types do not cover
+        bad = _non_finite(data[key], f"{a.config}: {key}" if a.config else key)
+        if bad:
+            raise SystemExit(f"error: {bad}")
+    try:
+        json.dumps(cfg.to_dict())  # everything must be serialisable into config.yaml
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: {a.config or 'the configuration'}: not serialisable ({e})") from None
     return cfg

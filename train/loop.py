@@ -35,15 +35,18 @@ from shards import sha256_file
 from shards.atomic import atomic_write_bytes, atomic_write_json
 from shards.frontend import FrontendConfig
 from shards.progress import progress_bar, progress_enabled
+from shards.redact import redact_obj
 
 from .budget import TimeBudget
-from .checkpoint import load_newest, save_checkpoint
+from .checkpoint import latest_checkpoint, load_newest, save_checkpoint
 from .config import TrainConfig
 from .data_state import FILE as DATA_STATE
-from .data_state import check_resume, data_state, read_data_state
+from .data_state import check_resume as check_data_resume
+from .data_state import data_state, read_data_state
 from .export import load_weights, save_encoder
 from .nodes import check_launch, write_node_record
 from .optim import build_optimizer, build_scheduler, replan_scheduler
+from .outdir import check_resume, claim, main_decides
 from .validate import build_checked, check_run
 
 log = logging.getLogger("melstream.train")
@@ -198,11 +201,11 @@ def _write_summary(acc: Any, cfg: TrainConfig, model: torch.nn.Module, step: int
     read = gather_object([[str(k) for k in keys[:256]]])
     steps = gather_object([int(step)])
     if acc.is_main_process:
-        atomic_write_json(os.path.join(cfg.out, "run_summary.json"), {
+        atomic_write_json(os.path.join(cfg.out, "run_summary.json"), redact_obj({
             "step": step, "world_size": acc.num_processes, "final_loss": losses[-1] if losses else None,
             "param_fingerprints": fps, "ranks_in_sync": len(set(fps)) == 1, "first_clips_read_per_rank": read,
             "step_per_rank": steps, "ranks": where, "sync_batchnorm_layers": sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()),
-            **(extra or {})})
+            **(extra or {})}))
 
 
 @dataclasses.dataclass
@@ -232,6 +235,12 @@ class Run:
     losses: list[float] = dataclasses.field(default_factory=list)
     keys_read: list[str] = dataclasses.field(default_factory=list)
     bar: Any = None
+    lock: Any = None  # shards.lock.DirLock on cfg.out, held by the main process for the whole run
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def world(self) -> int:
@@ -270,7 +279,8 @@ def _accelerator(cfg: TrainConfig, trackers: list[str]) -> Any:
 
 def setup(cfg: TrainConfig) -> Run:
     """Everything before step 1: hyperparameters, Accelerate, data facts, encoder + objective (pairing
-    checked), optimiser, schedule, resume, ``config.yaml``."""
+    checked), optimiser, schedule; then the run directory (lock, what is there: train/outdir.py),
+    resume, ``config.yaml``.  Nothing is written before every check has passed."""
     import yaml
     from accelerate.utils import set_seed
 
@@ -296,6 +306,9 @@ def setup(cfg: TrainConfig) -> Run:
     local_batch = global_batch // (world * cfg.grad_accum)
     sampler = cfg.sampler or obj_cls.sampler
     facts = read_manifests(cfg.shards)
+    if cfg.resume:  # method, encoder and frontend first: a changed frontend would fail the encoder setup below
+        early = {"method": cfg.method, "encoder": cfg.encoder or obj_cls.default_encoder[0], "frontend": facts.frontend}
+        main_decides(acc, lambda: check_resume(cfg.out, early))
     enc_name, enc_kwargs = _encoder_setup(cfg, obj_cls, int(facts.n_mels))
     set_seed(cfg.seed)
     encoder = build_checked(build_encoder, enc_name, enc_kwargs, "bad --encoder-arg", shown=cfg.encoder_kwargs)
@@ -320,17 +333,25 @@ def setup(cfg: TrainConfig) -> Run:
     run = Run(cfg, acc, objective, acc.unwrap_model(objective), optimizer, scheduler, facts, sampler, skw, input_norm,
               enc_name, enc_kwargs, global_batch, local_batch, trackers, os.path.join(cfg.out, "metrics.jsonl"),
               budget, hp, steps_per_epoch)
-    os.makedirs(cfg.out, exist_ok=True)
-    _resume(run)
-    write_node_record(cfg.out, acc)  # by each node's local rank 0 (train/nodes.py)
-    resolved = {**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
-                "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
-                "world_size": world, "frontend": facts.frontend, "manifest_sha256": _manifest_hashes(cfg.shards),
-                "command": sys.argv}
-    if acc.is_main_process:
-        atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
-        if trackers:
-            acc.init_trackers("melstream", config={k: v for k, v in resolved.items() if isinstance(v, (int, float, str, bool))})
+    asked = {"method": cfg.method, "encoder": enc_name, "encoder_kwargs": enc_kwargs, "frontend": facts.frontend}
+    run.lock = main_decides(acc, lambda: claim(cfg.out, cfg.resume, cfg.overwrite, asked))  # the first write
+    try:
+        os.makedirs(cfg.out, exist_ok=True)
+        _resume(run)
+        write_node_record(cfg.out, acc)  # by each node's local rank 0 (train/nodes.py)
+        # secrets (URL userinfo, signed-URL tokens in --shards and the command line) are never written
+        resolved = redact_obj({**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
+                               "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
+                               "world_size": world, "frontend": facts.frontend,
+                               "manifest_sha256": _manifest_hashes(cfg.shards), "command": sys.argv})
+        if acc.is_main_process:
+            atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())
+            if trackers:
+                acc.init_trackers("melstream", config={k: v for k, v in resolved.items()
+                                                       if isinstance(v, (int, float, str, bool))})
+    except BaseException:
+        run.release()
+        raise
     return run
 
 
@@ -343,7 +364,7 @@ def _resume(run: Run) -> None:
             acc.print(f"--resume: no checkpoint in {cfg.out}; starting from step 0")
             return
         run.step, path = found
-        check_resume(read_data_state(path), _data_state(run), path)  # epoch order: any world size, same batch
+        check_data_resume(read_data_state(path), _data_state(run), path)  # epoch order: any world size, same batch
         acc.print(f"resumed from {path} (step {run.step})")
         if acc.is_main_process:
             _truncate_metrics(run.metrics_path, run.step)
@@ -370,9 +391,7 @@ def train_step(run: Run, it: Any, info: Any) -> tuple[float, dict[str, torch.Ten
             if run.world > 1:
                 bad = acc.reduce(bad, "sum")
             if bad.item() > 0:
-                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {run.step + 1}; stopping. The last good "
-                                    f"checkpoint in {cfg.out}/checkpoints is intact (resume with --resume "
-                                    f"after lowering the learning rate or enabling --clip-grad)")
+                raise NonFiniteLoss(non_finite_message(float(loss.item()), run.step + 1, cfg.out))
             acc.backward(loss)
             if cfg.clip_grad and acc.sync_gradients:
                 acc.clip_grad_norm_(objective.parameters(), cfg.clip_grad)
@@ -385,6 +404,18 @@ def train_step(run: Run, it: Any, info: Any) -> tuple[float, dict[str, torch.Ten
     lval = float(acc.reduce(loss.detach().float(), "mean").item()) if run.world > 1 else float(loss.item())
     run.losses.append(lval)
     return lval, out
+
+
+def non_finite_message(loss: float, step: int, out: str) -> str:
+    """What stopped the run and what is left -- only what is true: a checkpoint is named only if one
+    exists (a run that diverges before its first checkpoint has none to resume from)."""
+    head = f"non-finite loss ({loss}) at step {step}; stopping."
+    found = latest_checkpoint(out)
+    if found is None:
+        return (f"{head} No checkpoint was written before it, so there is nothing to resume: start again "
+                f"(e.g. with a lower learning rate or --clip-grad)")
+    return (f"{head} The last checkpoint, {found[1]} (step {found[0]}), is kept: --resume continues from it "
+            f"(e.g. with a lower learning rate or --clip-grad)")
 
 
 def log_step(run: Run, lval: float, out: dict[str, torch.Tensor], info: Any, examples: int, seconds: float,
@@ -437,6 +468,14 @@ def train(cfg: TrainConfig, probe: ProbeFn | None = None) -> dict[str, Any]:
     ``probe(encoder, ctx) -> metrics`` is called every ``cfg.probe_every`` steps on the main process
     (``ctx``: the run's ``frontend`` and ``input_norm``); ``eval/pretrain.py`` plugs the online probe in."""
     run = setup(cfg)
+    try:
+        return _run_steps(run, probe)
+    finally:
+        run.release()  # the run directory's lock: held from the first write to the last
+
+
+def _run_steps(run: Run, probe: ProbeFn | None) -> dict[str, Any]:
+    """The steps, checkpoints and the end of a prepared run."""
     cfg, acc = run.cfg, run.acc
     if progress_enabled(main_process=acc.is_main_process):  # a tty, or MELSTREAM_PROGRESS=1 (shards/progress.py)
         run.bar = progress_bar(cfg.steps, f"{cfg.method}/{run.enc_name}", "step", initial=run.step)

@@ -18,6 +18,7 @@ if not __package__:  # run as a script from a checkout: make its packages import
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shards.cli import cli_main  # noqa: E402 - after the path fix-up above
+from shards.redact import install_log_redaction, redact  # noqa: E402
 
 ProbeFactory = Callable[[str, str, str], Callable[[Any, dict], dict]]
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = Non
     """Parse the flags and train; ``probe_factory(task, data_root, cache_dir)`` makes the online probe;
     ``prog`` names the command in ``--help`` and in error lines."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # library warnings go through the handlers below, so they are redacted too
+    install_log_redaction()  # URL userinfo and signed-URL tokens never reach stderr (shards/redact.py)
     # local import: heavy (torch); importing this module stays cheap for the CLIs that wrap main()
     from models import ENCODERS
     from models.objectives import OBJECTIVES  # local import: heavy (torch), as above
@@ -44,17 +47,28 @@ def main(argv: list[str] | None = None, probe_factory: ProbeFactory | None = Non
     try:
         summary = train(cfg, probe=probe)
     except NonFiniteLoss as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        return _fail(3, redact(f"error: {e}"))
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(2, redact(f"error: {e}") if getattr(e, "echo", True) else None)
     if summary.get("is_main_process", True):
         print(f"done: {summary['step']} steps, final loss {summary['losses'][-1] if summary['losses'] else float('nan'):.5f}, "
               f"world_size {summary['world_size']}, run dir {summary['out']}", flush=True)
     if summary["world_size"] > 1:
         _exit_now(0)  # a distributed rank: nothing is left to do; never hang in interpreter teardown
     return 0
+
+
+def _fail(rc: int, line: str | None) -> int:
+    """Print the one error line (ranks that only repeat the main process's refusal print nothing) and
+    return ``rc``; a distributed rank leaves at once (:func:`_exit_now`)."""
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    import torch
+
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        _exit_now(rc)
+    return rc
 
 
 def _exit_now(rc: int) -> None:

@@ -3,18 +3,22 @@
 Generated from the declared types, not one ``if`` per field: a value is converted to the type of the
 dataclass field (``TrainConfig``, an objective's ``HParams``) or constructor parameter (encoders,
 samplers) it is for, or refused with one line naming the field, the expected type and what was given.
-A few lower bounds (:data:`TRAIN_BOUNDS`, :data:`HPARAM_BOUNDS`) and choices come on top; what only
-a constructor knows (``d=-1``) is caught when it runs (:func:`build_checked`).
+Bounds (:data:`TRAIN_BOUNDS`, :data:`HPARAM_BOUNDS`) and choices come on top: every value that sizes
+a resource (processes, buffers, batches, disk, widths, time) has a floor and a ceiling, checked before
+anything is started (docs/sharing.md lists them); floats must be finite.  What only a constructor
+knows (``d=-1``) is caught when it runs (:func:`build_checked`).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from models import ENCODERS
 from pipeline import SAMPLERS
 from shards.typed import (  # noqa: F401  re-exported: the generic checks live in shards
     POSITIVE_KWARGS,
+    Bound,
     ConfigError,
     build_checked,
     check_fields,
@@ -23,18 +27,45 @@ from shards.typed import (  # noqa: F401  re-exported: the generic checks live i
     signature_params,
 )
 
-TRAIN_BOUNDS: dict[str, tuple[float, bool]] = {
-    "steps": (1, False), "batch_size": (1, False), "grad_accum": (1, False), "save_every": (1, False),
-    "keep_last": (1, False), "log_every": (1, False), "num_workers": (0, False), "shuffle_buffer": (0, False),
-    "probe_every": (0, False), "clip_grad": (0, True), "init_timeout_s": (1, False),
-    "max_minutes": (0, True), "budget_plan_steps": (2, False),
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# DataLoader worker processes per rank: 4 per CPU this process may run on, at most 64 (each worker is a
+# process with its own copy of the sampler and shuffle buffer; more than the CPUs only adds memory)
+MAX_WORKERS = min(64, 4 * _cpus())
+MAX_STEPS = 10**9
+MAX_BATCH = 1 << 16
+_WORKERS_WHY = f"4 per CPU, at most 64: this machine has {_cpus()} CPUs"
+_MEM = "held in memory"
+TRAIN_BOUNDS: dict[str, Bound] = {
+    "steps": (1, False, MAX_STEPS), "batch_size": (1, False, MAX_BATCH, _MEM),
+    "grad_accum": (1, False, 1024), "save_every": (1, False, MAX_STEPS), "keep_last": (1, False, 1000, "each on disk"),
+    "log_every": (1, False, MAX_STEPS), "num_workers": (0, False, MAX_WORKERS, _WORKERS_WHY),
+    "shuffle_buffer": (0, False, 100_000, "samples held per worker"), "probe_every": (0, False, MAX_STEPS),
+    "clip_grad": (0, True), "init_timeout_s": (1, False, 86_400, "one day"), "max_minutes": (0, True, 525_600, "a year"),
+    "budget_plan_steps": (2, False, 1_000_000), "seed": (0, False, 2**32 - 1),
 }
 TRAIN_CHOICES: dict[str, tuple[str, ...]] = {"mixed_precision": ("no", "bf16", "fp16"),
                                              "tracker": ("auto", "tensorboard", "none"),
                                              "data_order": ("resampled", "epoch")}
-HPARAM_BOUNDS: dict[str, tuple[float, bool]] = {
-    "lr": (0, False), "batch_size": (1, False), "weight_decay": (0, False), "warmup_steps": (0, False),
-    "warmup_epochs": (0, False), "epochs": (1, False), "total_steps": (1, False), "n_frames": (1, False),
+_WIDTH: Bound = (1, False, 65_536, "a size this large would exhaust memory")
+_DEPTH: Bound = (0, False, 256, "layers or heads")
+HPARAM_BOUNDS: dict[str, Bound] = {
+    "lr": (0, False), "batch_size": (1, False, MAX_BATCH, _MEM), "weight_decay": (0, False), "warmup_steps": (0, False, MAX_STEPS),
+    "warmup_epochs": (0, False, 1_000_000), "epochs": (1, False, 1_000_000), "total_steps": (1, False, MAX_STEPS),
+    "n_frames": (1, False, 100_000, "frames per crop"), "ema_tau": (0, False, 1), "momentum": (0, False),
+    "final_lr_ratio": (0, False),
+    # sizes of heads, projectors, predictors, decoders and queues: allocated when the objective is built
+    **{k: _WIDTH for k in ("hidden", "proj_hidden", "proj_dim", "head_dim", "decoder_dim", "predictor_dim",
+                          "proj_units", "out_dim", "block_proj_units")},
+    **{k: _DEPTH for k in ("decoder_depth", "predictor_depth", "proj_layers", "decoder_heads", "predictor_heads")},
+    "queue_size": (1, False, 1 << 22, "embeddings held in memory"), "context_slices": (1, False, 64),
+    "bn_splits": (1, False, 1024),
 }
 
 
