@@ -36,6 +36,7 @@ import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 import soundfile as sf
@@ -103,7 +104,7 @@ def rng_for(*name: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
 
 
-def fail(what: str, why: str) -> None:
+def fail(what: str, why: str) -> NoReturn:
     print(f"error: {what}: {why}", file=sys.stderr)
     raise SystemExit(2)
 
@@ -143,7 +144,11 @@ def resample(x: np.ndarray, sr: int, taps: int = 16) -> np.ndarray:
 
 
 def read_audio(path: str) -> np.ndarray:
-    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    """A packaged sound file, mono at :data:`SR`; an unreadable one ends the build with one ``error:`` line."""
+    try:
+        x, sr = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError) as e:  # soundfile's LibsndfileError is a RuntimeError
+        fail(path, f"cannot decode: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     return resample(x.mean(axis=1), sr)
 
 
