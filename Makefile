@@ -13,6 +13,10 @@ LOCK := $(if $(filter all,$(EXTRAS)),requirements-all.lock,requirements.lock)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 export UV_PYTHON_DOWNLOADS := never
 APT_PACKAGES ?=
+# Debian packages of the third-party audio corpus: `make test` builds a tiny one (tests/test_bench_real.py,
+# ~10 MB of packages); `make bench-real` the full one (adds ~260 MB: FluidR3 GM soundfont, Hydrogen drum kits)
+REAL_APT_TINY := espeak-ng fluidsynth timgm6mb-soundfont
+REAL_APT := $(REAL_APT_TINY) fluid-soundfont-gm hydrogen-drumkits sound-theme-freedesktop
 
 DATA ?= data
 DATASET ?= demo
@@ -32,7 +36,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods clean
+.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods bench-real clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -69,6 +73,7 @@ lock: $(UV)
 
 
 # Lint + import order (ruff) and types (mypy on shards/ and models/), configured in pyproject.toml, then the tests.
+test: APT_PACKAGES += $(REAL_APT_TINY)
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -152,5 +157,19 @@ else
 endif
 	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA) --corpus $(CORPUS) --jobs $(JOBS)
 
+# The third-party audio benchmark (docs/bench-real.md): builds data/real_audio from Debian packages
+# (bench/real_corpus.py; once), ingests its pretraining clips into data/real/pretrain (once), then the methods
+# bench on the six real_* tasks; per-task table -> bench/results/methods_real.{json,md} and docs/bench-real.md.
+# REAL_ARGS: extra bench_methods.py arguments, e.g. REAL_ARGS="--methods byol_a --variants shared".
+REAL_ARGS ?=
+bench-real: APT_PACKAGES += $(REAL_APT)
+bench-real: setup
+	test -f $(DATA)/real_audio/corpus.json || $(PYTHON) bench/real_corpus.py --out $(DATA)/real_audio --workers $(WORKERS)
+	test -f $(DATA)/real/pretrain/manifest.json || $(PYTHON) -m ingest folder $(DATA)/real_audio/pretrain \
+	  --out $(DATA)/real --split pretrain --dataset real $(PRESET_ARG) --workers $(WORKERS)
+	$(PYTHON) bench/bench_methods.py --minutes $(MINUTES) --data $(DATA) --corpus real --jobs $(JOBS) \
+	  --doc docs/bench-real.md $(REAL_ARGS)
+
 clean:
-	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/demo_varied $(DATA)/demo_varied_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods
+	rm -rf $(DATA)/demo $(DATA)/demo_audio $(DATA)/demo_varied $(DATA)/demo_varied_audio $(DATA)/bench_pipeline runs/demo reports/demo runs/bench_methods \
+	  $(DATA)/real $(DATA)/real_audio $(DATA)/real_audio.partial

@@ -10,9 +10,13 @@ selected method (recorded in the row's ``hparams``).
 
 ``--corpus``: ``varied`` (default; ``data/demo_varied``, ``make shards-varied``: six families with noise,
 reverb and level nuisances, train/test sources disjoint, tasks ``demo_varied_{family,timbre,pitch}``) or
-``basic`` (``data/demo``, ``make shards``: the clean four-family corpus, tasks ``demo_{family,pitch,timbre}``).
-Results go to ``bench/results/methods_varied.json`` or ``methods.json``; rows of different corpora are never
-merged into one file.
+``basic`` (``data/demo``, ``make shards``: the clean four-family corpus, tasks ``demo_{family,pitch,timbre}``)
+or ``real`` (``data/real`` + ``data/real_audio``, ``make bench-real``: third-party audio from Debian packages,
+bench/real_corpus.py, six ``real_*`` tasks with held-out voices, programs and kits; docs/bench-real.md).
+Results go to ``bench/results/methods_varied.json``, ``methods.json`` or ``methods_real.json``; rows of
+different corpora are never merged into one file.  Every row also carries the linear probe per task
+(trained, untrained, paired delta); ``--doc FILE`` writes that per-task table between the
+``<!-- bench-methods:per-task -->`` markers of FILE, and ``<out>.md`` always gets both tables.
 
 1. pretrain on the corpus' pretraining shards for ``--minutes`` of wall clock (``--max-minutes``; the
    lr schedule is planned from the measured steps/s, train/budget.py), at the bench batch below and
@@ -54,7 +58,9 @@ TASKS = "demo_family,demo_pitch,demo_timbre"
 # corpus -> (shard folder under --data, default tasks, default results file, how to build the shards)
 CORPORA = {"basic": ("demo", TASKS, "methods.json", "make shards"),
            "varied": ("demo_varied", "demo_varied_family,demo_varied_timbre,demo_varied_pitch", "methods_varied.json",
-                      "make shards-varied")}
+                      "make shards-varied"),
+           "real": ("real", ",".join(f"real_{t}" for t in ("instrument", "pitch", "drum", "language", "keyword", "speaker")),
+                    "methods_real.json", "make bench-real")}
 BATCH = {"slowfast_nfnet_f0": 16}
 DEFAULT_BATCH = 64
 
@@ -200,6 +206,10 @@ def evaluate(run: str, a: argparse.Namespace) -> dict:
     for probe in ("linear", "knn"):
         tr, un, sp = (probe_mean(per[n], tasks, probe) for n in names)
         row[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": delta(tr, un)}
+    row["linear"]["per_task"] = {t: {"trained": per[names[0]][t]["linear"]["mean"],
+                                     "untrained": per[names[1]][t]["linear"]["mean"],
+                                     "delta": delta(per[names[0]][t]["linear"], per[names[1]][t]["linear"])}
+                                 for t in tasks}
     d = row["linear"]["delta_untrained"]
     row["beats_untrained"] = "NO" if d["mean"] <= 0 else ("~" if d["ci95"] is not None and d["mean"] - d["ci95"] <= 0
                                                           else "yes")
@@ -261,6 +271,48 @@ def markdown(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def per_task_markdown(rows: dict, tasks: list[str]) -> str:
+    """Linear-probe accuracy per task: trained / untrained and the paired delta (95 % interval), then the mean."""
+    short = [t.split("_", 1)[-1] if t.startswith(("real_", "demo_")) else t for t in tasks]
+    head = "| method | encoder | steps | " + " | ".join(short) + " | mean |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1] != "default")):
+        r = rows[key]
+        pt = (r.get("linear") or {}).get("per_task")
+        if not pt or any(t not in pt for t in tasks):
+            continue
+        cells = [f"{100 * pt[t]['trained']:.1f} / {100 * pt[t]['untrained']:.1f} ({100 * pt[t]['delta']['mean']:+.1f}"
+                 f" ± {100 * (pt[t]['delta']['ci95'] or 0):.1f})" for t in tasks]
+        li = r["linear"]
+        cells.append(f"{100 * li['trained']['mean']:.1f} / {100 * li['untrained']['mean']:.1f} "
+                     f"({100 * li['delta_untrained']['mean']:+.1f} ± {100 * (li['delta_untrained']['ci95'] or 0):.1f})")
+        lines.append(f"| {r['method']} | {r['encoder_label']} | {r['steps']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+MARK = "<!-- bench-methods:per-task -->"
+
+
+def write_tables(rows: dict, a: argparse.Namespace) -> None:
+    """``<out>.md`` with both tables; with ``--doc``, the per-task table between FILE's two markers."""
+    from shards.atomic import atomic_write_bytes
+
+    tasks = a.tasks.split(",")
+    per_task = per_task_markdown(rows, tasks)
+    note = (f"Linear probe, test accuracy %: trained / untrained (paired delta ± 95 % interval over probe seeds); "
+            f"{a.minutes} min per run, corpus `{a.corpus}`.")
+    base = os.path.splitext(a.out)[0]
+    atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
+    if not a.doc:
+        return
+    with open(a.doc, encoding="utf-8") as f:
+        text = f.read()
+    parts = text.split(MARK)
+    if len(parts) != 3:
+        raise ValueError(f"{a.doc}: expected two {MARK} markers around the table, found {len(parts) - 1}")
+    atomic_write_bytes(a.doc, (parts[0] + MARK + f"\n{note}\n\n{per_task}\n" + MARK + parts[2]).encode())
+
+
 def run_jobs(argv: list[str], a: argparse.Namespace) -> int:
     """``--jobs N``: the same command as N processes, job ``i`` taking every N-th run (in registry order,
     so with both variants job 0 gets the ``default`` rows and job 1 the ``shared`` ones), each with
@@ -275,7 +327,9 @@ def run_jobs(argv: list[str], a: argparse.Namespace) -> int:
     codes = [p.wait() for p in procs]
     with open(a.out) as f:
         rows = json.load(f)["rows"]
-    print(f"\n{markdown(rows)}\n\n{a.jobs} jobs, total {time.perf_counter() - t0:.0f} s")
+    write_tables(rows, a)
+    print(f"\n{per_task_markdown(rows, a.tasks.split(','))}\n\n{markdown(rows)}\n\n{a.jobs} jobs, "
+          f"total {time.perf_counter() - t0:.0f} s")
     return max(codes)
 
 
@@ -287,8 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=os.path.join(ROOT, "data"))
     ap.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_methods"))
     ap.add_argument("--corpus", choices=sorted(CORPORA), default="varied",
-                    help="pretraining shards and tasks: varied (data/demo_varied, make shards-varied) or basic "
-                         "(data/demo, make shards)")
+                    help="pretraining shards and tasks: varied (data/demo_varied, make shards-varied), basic "
+                         "(data/demo, make shards) or real (data/real + data/real_audio, make bench-real)")
+    ap.add_argument("--doc", default=None, help="markdown file whose per-task table (between two "
+                    "'<!-- bench-methods:per-task -->' markers) is replaced at the end")
     ap.add_argument("--tasks", default=None, help="comma-separated tasks (default: the corpus' three demo tasks)")
     ap.add_argument("--window", default="crop:288",
                     help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
@@ -297,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="runs side by side, each a process with cores // jobs torch threads (default: 2 on a "
                          "machine with 2+ cores); a run's budget is wall clock, so jobs share the machine")
     ap.add_argument("--job-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the job processes
-    ap.add_argument("--out", default=None, help="results JSON (default bench/results/methods_varied.json, basic: methods.json)")
+    ap.add_argument("--out", default=None, help="results JSON (default bench/results/methods_varied.json, basic: "
+                    "methods.json, real: methods_real.json)")
     ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter override for every selected method, on top of its small_config "
                          "(recorded in each row's hparams); e.g. a short-run EMA schedule")
@@ -320,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, ROOT)
     from models.objectives import OBJECTIVES
     if not os.path.isfile(os.path.join(a.data, shard_dir, "pretrain", "manifest.json")):
-        print(f"error: no demo shards under {a.data}/{shard_dir} (run `{build}`)", file=sys.stderr)
+        print(f"error: no pretraining shards under {a.data}/{shard_dir} (run `{build}`)", file=sys.stderr)
         return 2
     methods = sorted(OBJECTIVES) if a.methods == "all" else a.methods.split(",")
     unknown = sorted(set(methods) - set(OBJECTIVES))
@@ -371,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {row['steps']} steps ({row['stopped_by']}), {row['examples_per_s']:.0f} ex/s; linear "
                   f"{_pm(li['trained'])} vs untrained {_pm(li['untrained'])} (spectrogram {_pm(li['spectrogram'])}); "
                   f"beats untrained: {row['beats_untrained']}; eval {row['eval_s']} s", flush=True)
-    print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t_all:.0f} s")
+    if a.job_index is None:
+        write_tables(rows, a)
+    print(f"\n{per_task_markdown(rows, a.tasks.split(','))}\n\n{markdown(rows)}\n\n"
+          f"total {time.perf_counter() - t_all:.0f} s")
     return 0
 
 
