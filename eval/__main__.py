@@ -10,9 +10,14 @@ import textwrap
 
 from shards.atomic import atomic_write_json
 from shards.cli import cli_main
+from shards.cli_types import bounded_int
 from shards.frontend import DEFAULT_PRESET, get_preset
 
 from .probes import PROBE_HELP, PROBES
+
+# ceilings of the flags that size processes and threads (docs/robustness.md): a shared node survives a typo
+MAX_WORKERS = max(4, 4 * (os.cpu_count() or 1))
+MAX_THREADS = max(4, 4 * (os.cpu_count() or 1))
 
 
 def _tasks_epilog() -> str:
@@ -43,24 +48,24 @@ def build_parser(prog: str = "python -m eval") -> argparse.ArgumentParser:
     r.add_argument("--data", action="append", default=[], metavar="TASK=PATH", help="dataset folder of one task")
     r.add_argument("--out", required=True, help="report folder (results.json/.csv/.md and PNGs)")
     r.add_argument("--protocols", default="linear,knn", help=f"comma-separated from {','.join(PROBES)} (default linear,knn)")
-    r.add_argument("--seeds", type=int, default=5, help="seeds of the linear/MLP probes (default 5)")
-    r.add_argument("--max-epochs", type=int, default=200, help="linear/MLP probe epochs at most (default 200)")
-    r.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
-    r.add_argument("--k", type=int, default=10, help="neighbours of the kNN probe (default 10)")
-    r.add_argument("--finetune-epochs", type=int, default=100,
+    r.add_argument("--seeds", type=bounded_int(1, 1000), default=5, help="seeds of the linear/MLP probes (default 5)")
+    r.add_argument("--max-epochs", type=bounded_int(1, 100_000), default=200, help="linear/MLP probe epochs at most (default 200)")
+    r.add_argument("--patience", type=bounded_int(0, 100_000), default=10, help="early-stopping patience in epochs (default 10)")
+    r.add_argument("--k", type=bounded_int(1, 100_000), default=10, help="neighbours of the kNN probe (default 10)")
+    r.add_argument("--finetune-epochs", type=bounded_int(1, 100_000), default=100,
                    help="fine-tuning / supervised epochs at most; an epoch is one random window per clip (100)")
-    r.add_argument("--finetune-seeds", type=int, default=1, help="seeds of fine-tuning / supervised (default 1)")
-    r.add_argument("--finetune-steps", type=int, default=None, help="cap on optimiser steps per fine-tuning run")
-    r.add_argument("--window-frames", type=int, default=None, help="window length T in frames (task default)")
+    r.add_argument("--finetune-seeds", type=bounded_int(1, 1000), default=1, help="seeds of fine-tuning / supervised (default 1)")
+    r.add_argument("--finetune-steps", type=bounded_int(1, 100_000_000), default=None, help="cap on optimiser steps per fine-tuning run")
+    r.add_argument("--window-frames", type=bounded_int(1, 100_000), default=None, help="window length T in frames (task default)")
     r.add_argument("--window-mode", choices=["crop", "sliding"], default=None, help="crop or sliding (task default)")
     r.add_argument("--aggregate", choices=["mean", "naive_bayes"], default=None, help="window aggregation (task default)")
     r.add_argument("--frontend", default=None, help=f"frontend preset of the baselines when no run dir is given ({DEFAULT_PRESET})")
-    r.add_argument("--limit", type=int, default=None, help="at most N clips per split/fold (quick looks)")
+    r.add_argument("--limit", type=bounded_int(1, 1_000_000_000), default=None, help="at most N clips per split/fold (quick looks)")
     r.add_argument("--cache-dir", default=None, help="log-mel and embedding cache ($MELSTREAM_EVAL_CACHE or data/eval_cache)")
-    r.add_argument("--batch-size", type=int, default=64)
-    r.add_argument("--workers", type=int, default=1, help="decode processes for task audio")
+    r.add_argument("--batch-size", type=bounded_int(1, 65_536), default=64)
+    r.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=1, help="decode processes for task audio")
     r.add_argument("--device", default="cpu")
-    r.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = auto: 1 on machines with <= 2 cores, "
+    r.add_argument("--threads", type=bounded_int(0, MAX_THREADS), default=0, help="torch CPU threads (0 = auto: 1 on machines with <= 2 cores, "
                    "where spinning OpenMP workers make small models several times slower; else torch's default)")
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--no-progress", action="store_true")

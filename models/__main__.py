@@ -6,6 +6,7 @@ import json
 import sys
 
 from shards.cli import cli_main
+from shards.cli_types import bounded_int
 
 
 @cli_main("python -m models")
@@ -14,7 +15,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m models") -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("summary", help="params, multiply-adds and output shapes of every encoder")
-    s.add_argument("--frames", type=int, nargs="+", default=[96, 1001], help="input lengths (frames)")
+    s.add_argument("--frames", type=bounded_int(1, 1_000_000), nargs="+", default=[96, 1001], help="input lengths (frames)")
     s.add_argument("--encoders", nargs="+", default=None, help="only these encoder names")
 
     e = sub.add_parser("export", help="export an encoder for on-device use (TorchScript or ONNX)")
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m models") -> int:
     e.add_argument("--format", choices=["torchscript", "onnx"], default="onnx")
     e.add_argument("--out", default=None, help="output file (default: <run dir or .>/<encoder>.<pt|onnx>)")
     e.add_argument("--output", choices=["embedding", "frames"], default="embedding", help="what the model returns")
-    e.add_argument("--frames", type=int, default=96, help="example input length used for tracing and checks")
+    e.add_argument("--frames", type=bounded_int(1, 1_000_000), default=96, help="example input length used for tracing and checks")
     e.add_argument("--quantize", choices=["none", "int8"], default="none",
                    help="also write a dynamic int8 quantised copy and report its size and drift")
     e.add_argument("--no-input-norm", action="store_true", help="do not bake encoder.json's input_norm in")

@@ -17,6 +17,7 @@ import sys
 
 from models import ENCODERS
 from shards.cli import cli_main
+from shards.cli_types import bounded_float
 from shards.frontend import PRESETS, get_preset
 
 from .config import parse_kv
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.import_weig
     ap.add_argument("--weights", required=True, help=".pth (plain tensors, loaded with weights_only=True) or .safetensors")
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the log-mel frontend the weights expect")
     ap.add_argument("--per-example", action="store_true", help="standardise each input by its own mean/std")
-    ap.add_argument("--mean", type=float)
-    ap.add_argument("--std", type=float)
+    ap.add_argument("--mean", type=bounded_float(-1e6, 1e6))
+    ap.add_argument("--std", type=bounded_float(1e-12, 1e6))
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if (a.mean is None) != (a.std is None) or (a.per_example and a.mean is not None):

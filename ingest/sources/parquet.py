@@ -335,7 +335,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-column", default="video_id", help="clip ID column, used as the key (default video_id)")
     p.add_argument("--labels", default=None, metavar="CSV",
                    help="AudioSet class_labels_indices.csv: class indices and display names become MIDs")
-    p.add_argument("--max-member-bytes", default=str(DEFAULT_MAX_MEMBER),
+    p.add_argument("--max-member-bytes", type=parse_bytes, default=DEFAULT_MAX_MEMBER,
                    help=f"larger audio values fail as too_large (default {DEFAULT_MAX_MEMBER >> 20} MiB)")
 
 
@@ -349,5 +349,5 @@ class ParquetSpec(SourceSpec):
         label = None if a.label_column.strip().lower() == "none" else a.label_column
         return ParquetSource(list(a.src), a.out, split=a.split, dataset=a.dataset, audio_column=a.audio_column,
                              label_column=label, id_column=a.id_column, labels_csv=a.labels,
-                             max_member_bytes=parse_bytes(a.max_member_bytes), progress=not a.no_progress)
+                             max_member_bytes=a.max_member_bytes, progress=not a.no_progress)
 

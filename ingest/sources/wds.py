@@ -36,6 +36,7 @@ from typing import IO, Any, Callable
 import numpy as np
 
 from shards.atomic import atomic_write_json, atomic_write_lines
+from shards.cli_types import bounded_int, parse_size
 from shards.manifest import read_parts
 from shards.redact import redact_url
 from shards.remote import UrlError, open_stream, read_range, scheme_of
@@ -119,17 +120,12 @@ def _glob_one(path: str) -> list[str]:
     return [f"{scheme}://{f}" if "://" not in f else f for f in found]
 
 
+MAX_MEMBER_CEILING = 2 << 30  # --max-member-bytes at most 2 GiB: one member is held in memory
+
+
 def parse_bytes(text: str) -> int:
-    """``67108864``, ``64MB``, ``64MiB``, ``1G`` -> bytes (at least 1)."""
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)\s*$", str(text), re.I)
-    if not m:
-        raise ValueError(f"{text!r}: give a size in bytes, e.g. 67108864 or 64MB")
-    unit = m.group(2).lower()
-    base = 1024 if m.group(3).lower().startswith("i") else 1000
-    n = int(float(m.group(1)) * {"": 1, "k": base, "m": base ** 2, "g": base ** 3}[unit])
-    if n < 1:
-        raise ValueError(f"{text!r}: must be at least 1 byte")
-    return n
+    """``--max-member-bytes`` (``67108864``, ``64MB``, ``64MiB``) through the one size parser, bounded."""
+    return parse_size(text, 1, MAX_MEMBER_CEILING, "--max-member-bytes")
 
 
 # -- labels ----------------------------------------------------------------------------------------
@@ -545,10 +541,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
                    help=f"field of the json member holding the labels (default auto: the first of {', '.join(LABEL_FIELDS)})")
     p.add_argument("--labels", default=None, metavar="CSV",
                    help="AudioSet class_labels_indices.csv: class indices and display names become MIDs")
-    p.add_argument("--max-member-bytes", default=str(DEFAULT_MAX_MEMBER),
+    p.add_argument("--max-member-bytes", type=parse_bytes, default=DEFAULT_MAX_MEMBER,
                    help=f"larger audio members fail as too_large (default {DEFAULT_MAX_MEMBER >> 20} MiB)")
     p.add_argument("--allow-pipe", action="store_true", help="accept pipe:COMMAND sources (they run a shell command)")
-    p.add_argument("--list-threads", type=int, default=4, help="tars listed at once (default 4)")
+    p.add_argument("--list-threads", type=bounded_int(1, 64), default=4, help="tars listed at once (default 4)")
 
 
 @SOURCES.register("wds")
@@ -558,10 +554,8 @@ class WdsSpec(SourceSpec):
 
     @staticmethod
     def run(a: argparse.Namespace) -> WdsSource:
-        if not 1 <= a.list_threads <= 64:
-            raise ValueError(f"--list-threads {a.list_threads}: must be in [1, 64]")
         opts = ListOptions(_csv_list(a.audio_ext, AUDIO_EXTS, "--audio-ext"), _csv_list(a.label_ext, LABEL_EXTS, "--label-ext"),
-                           a.label_field, parse_bytes(a.max_member_bytes))
+                           a.label_field, a.max_member_bytes)
         if not opts.audio_exts:
             raise ValueError("--audio-ext: give at least one audio extension")
         return WdsSource(list(a.src), a.out, split=a.split, dataset=a.dataset, opts=opts, labels_csv=a.labels,
