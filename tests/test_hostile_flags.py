@@ -52,7 +52,8 @@ def test_models_numbers_are_bounded(capsys, argv, flag):
 
 
 @pytest.mark.parametrize("source,extra", [
-    ("wds", ["--max-member-bytes", "0MB"]), ("wds", ["--max-member-bytes", "lots"]), ("wds", ["--max-member-bytes", "100GB"]), ("wds", ["--list-threads", "0"]),
+    ("wds", ["--max-member-bytes", "0MB"]), ("wds", ["--max-member-bytes", "lots"]),
+    ("wds", ["--max-member-bytes", "100GB"]), ("wds", ["--list-threads", "0"]),
     ("wds", ["--list-threads", "1000"]), ("parquet", ["--max-member-bytes", "-1"]),
 ])
 def test_wds_and_parquet_numbers_are_bounded(tmp_path, capsys, source, extra):
