@@ -17,7 +17,7 @@ import sys
 
 from models import ENCODERS
 from shards.cli import cli_main
-from shards.cli_types import bounded_float
+from shards.cli_types import check_float
 from shards.frontend import PRESETS, get_preset
 
 from .config import parse_kv
@@ -32,13 +32,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.import_weig
     ap.add_argument("--weights", required=True, help=".pth (plain tensors, loaded with weights_only=True) or .safetensors")
     ap.add_argument("--preset", required=True, choices=sorted(PRESETS), help="the log-mel frontend the weights expect")
     ap.add_argument("--per-example", action="store_true", help="standardise each input by its own mean/std")
-    ap.add_argument("--mean", type=bounded_float(-1e6, 1e6))
-    ap.add_argument("--std", type=bounded_float(1e-12, 1e6))
+    ap.add_argument("--mean", type=float)
+    ap.add_argument("--std", type=float)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if (a.mean is None) != (a.std is None) or (a.per_example and a.mean is not None):
         print("error: give --mean and --std together, or --per-example, or neither", file=sys.stderr)
         return 2
+    for flag, v in (("--mean", a.mean), ("--std", a.std)):
+        if v is not None:
+            check_float(v, -1e6, 1e6, flag)  # finite and bounded: BoundError is one error line
     if a.std is not None and not a.std > 0:
         print("error: --std must be positive", file=sys.stderr)
         return 2
