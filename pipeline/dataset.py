@@ -215,7 +215,7 @@ class MelStream(IterableDataset):
                 if n != ref.samples and ref.url not in self._count_warned:  # the plan trusts the manifest's count
                     self._count_warned.add(ref.url)
                     log.warning("shard %s holds %d samples but its manifest says %d (run `python -m shards verify`)",
-                                ref.url, n, ref.samples)
+                                redact_url(ref.url), n, ref.samples)
             except Exception as e:  # noqa: BLE001 - any failure of one shard: skip it, count it, go on
                 self.counter.add("corrupt_shards")
                 self.counter.add("lost_samples", max(int(ref.samples or 0) - n, 0))  # the unread rest

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
+from shards.redact import redact, redact_url
+
 from .batch import collate, open_shard
 from .epoch_plan import CounterRng, EpochPlan, RankLayout
 from .tario import CorruptSample, decode_clip, iter_tar_stream
@@ -68,8 +70,8 @@ class LaneCursor:
     def _fail(self, url: str, e: BaseException) -> None:
         self.counter.add("corrupt_shards")
         log.warning("epoch order: shard %s unreadable after %d of its samples (%s: %s); its remaining clips become "
-                    "padding rows", url, self._g - (self._end - int(self.plan.sizes[int(self.order[self._j])])),
-                    type(e).__name__, str(e)[:200])
+                    "padding rows", redact_url(url), self._g - (self._end - int(self.plan.sizes[int(self.order[self._j])])),
+                    type(e).__name__, redact(str(e))[:200])
         self._it = None
 
     def _next(self) -> tuple[str, dict] | None:
