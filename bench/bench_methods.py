@@ -76,6 +76,7 @@ class Variant:
     hparams: dict = field(default_factory=dict)
     config: str = "paper"
     skip: str | None = None
+    batch: int | None = None  # the small_config's batch, when it names one
 
     @property
     def label(self) -> str:
@@ -102,7 +103,7 @@ def variants(method: str, n_mels: int) -> list[Variant]:
     else:
         name, kw, hp, config = *cls.default_encoder, {}, "paper"
     kw = {k: (n_mels if k == "n_mels" else v) for k, v in kw.items()}  # follow the shards' mel bins
-    out = [Variant("default", name, kw, hp, config)]
+    out = [Variant("default", name, kw, hp, config, batch=small.get("batch"))]
     if (name, kw) != SHARED:
         shared = Variant("shared", SHARED[0], dict(SHARED[1]), hp, config)
         try:
@@ -151,17 +152,20 @@ def run_one(method: str, v: Variant, a: argparse.Namespace, hp: dict) -> dict:
     from train.loop import train
 
     enc, kw = v.encoder, v.kwargs
-    out = os.path.join(a.runs, f"{method}__{v.name}")
+    out = os.path.join(a.runs, f"{method}__{v.name}" + (f"__{a.tag}" if a.tag else ""))
     shutil.rmtree(out, ignore_errors=True)
-    batch = BATCH.get(enc, DEFAULT_BATCH)
+    batch = a.batch or v.batch or BATCH.get(enc, DEFAULT_BATCH)
     argv = ["--method", method, "--encoder", enc, "--shards", os.path.join(a.data, CORPORA[a.corpus][0], "pretrain"),
-            "--out", out, "--batch-size", str(batch), "--max-minutes", str(a.minutes), "--seed", "0",
+            "--out", out, "--batch-size", str(batch), "--seed", str(a.seed),
             "--num-workers", str(a.workers), "--save-every", "1000000", "--keep-last", "1", "--log-every", "10",
             "--tracker", "none"]
+    argv += ["--steps", str(a.steps)] if a.steps else ["--max-minutes", str(a.minutes)]
     for k, x in kw.items():
         argv += ["--encoder-arg", f"{k}={x}"]
     for k, x in hp.items():
         argv += ["--hp", f"{k}={x}"]
+    for item in a.sampler_arg:
+        argv += ["--sampler-arg", item]
     cfg = load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
     t0 = time.perf_counter()
     s = train(cfg)
@@ -236,7 +240,7 @@ def save_row(path: str, key: str, row: dict, a: argparse.Namespace) -> dict:
             rows = old.get("rows", {})
         rows[key] = row
         atomic_write_json(path, {"rows": rows, "machine": machine(), "settings": {
-            "tasks": a.tasks, "window": a.window, "seed": 0, "shared_encoder": list(SHARED), "default_batch": DEFAULT_BATCH,
+            "tasks": a.tasks, "window": a.window, "shared_encoder": list(SHARED), "default_batch": DEFAULT_BATCH,
             "batch_by_encoder": BATCH, "corpus": a.corpus, "data": f"{CORPORA[a.corpus][0]}/pretrain"}})
     return rows
 
@@ -249,6 +253,10 @@ def machine() -> dict:
 
 def _pm(r: dict) -> str:
     return f"{r['mean']:.3f}" + (f" ± {r['ci95']:.3f}" if r.get("ci95") is not None else "")
+
+
+def _name(r: dict) -> str:
+    return r["method"] + (f" ({r['tag']})" if r.get("tag") else "")
 
 
 def markdown(rows: dict) -> str:
@@ -264,7 +272,7 @@ def markdown(rows: dict) -> str:
             lines.append(f"| {r['method']} | {r['encoder_label']} | {r.get('batch', '')} | failed: {r.get('error', '')} |")
             continue
         li, kn = r["linear"], r["knn"]
-        lines.append(f"| {r['method']} | {r['encoder_label']} | {r['batch']} | {r['steps']} | {r['examples_per_s']:.0f} "
+        lines.append(f"| {_name(r)} | {r['encoder_label']} | {r['batch']} | {r['steps']} | {r['examples_per_s']:.0f} "
                      f"| {_pm(li['trained'])} | {_pm(li['untrained'])} | {_pm(li['spectrogram'])} "
                      f"| {li['delta_untrained']['mean']:+.3f} ± {li['delta_untrained']['ci95'] or 0:.3f} "
                      f"| {_pm(kn['trained'])} | {_pm(kn['untrained'])} | {r['beats_untrained']} |")
@@ -286,7 +294,7 @@ def per_task_markdown(rows: dict, tasks: list[str]) -> str:
         li = r["linear"]
         cells.append(f"{100 * li['trained']['mean']:.1f} / {100 * li['untrained']['mean']:.1f} "
                      f"({100 * li['delta_untrained']['mean']:+.1f} ± {100 * (li['delta_untrained']['ci95'] or 0):.1f})")
-        lines.append(f"| {r['method']} | {r['encoder_label']} | {r['steps']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_name(r)} | {r['encoder_label']} | {r['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -300,7 +308,7 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     tasks = a.tasks.split(",")
     per_task = per_task_markdown(rows, tasks)
     note = (f"Linear probe, test accuracy %: trained / untrained (paired delta ± 95 % interval over probe seeds); "
-            f"{a.minutes} min per run, corpus `{a.corpus}`.")
+            f"{f'{a.steps} steps' if a.steps else f'{a.minutes} min'} per run, corpus `{a.corpus}`.")
     base = os.path.splitext(a.out)[0]
     atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
     if not a.doc:
@@ -355,6 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--job-index", type=int, default=None, help=argparse.SUPPRESS)  # set for the job processes
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/methods_varied.json, basic: "
                     "methods.json, real: methods_real.json)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train a fixed number of steps instead of --minutes (ablations that must not depend on load)")
+    ap.add_argument("--sampler-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="sampler argument for every selected run (e.g. alpha=0.1 for byol_a's mixup)")
+    ap.add_argument("--tag", default="", help="suffix of the row key and run folder: several settings of one "
+                    "method side by side in one results file (ablations)")
+    ap.add_argument("--seed", type=int, default=0, help="pretraining seed")
+    ap.add_argument("--batch", type=int, default=None, help="batch of every selected run (default: the method's "
+                    "small_config batch, else 64; 16 on slowfast_nfnet_f0)")
     ap.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter override for every selected method, on top of its small_config "
                          "(recorded in each row's hparams); e.g. a short-run EMA schedule")
@@ -406,10 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, (method, v) in enumerate(todo):
         if a.job_index is not None and i % a.jobs != a.job_index:
             continue
-        key = f"{method}/{v.name}"
+        key = f"{method}/{v.name}" + (f"@{a.tag}" if a.tag else "")
         hp = {**v.hparams, **extra_hp}
         row = {"method": method, "variant": v.name, "encoder": v.encoder, "encoder_kwargs": v.kwargs,
-               "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes}
+               "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes,
+               "fixed_steps": a.steps, "sampler_args": list(a.sampler_arg), "tag": a.tag, "seed": a.seed}
         if v.skip:
             row["skipped"] = v.skip
             print(f"== {key}: {v.label}: skipped ({v.skip})", flush=True)

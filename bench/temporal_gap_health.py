@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import numpy as np
 import torch
-from _common import merge_results
+from _common import ROOT, merge_results
 
 from models.objectives import build_objective
 from models.registry import build_encoder
@@ -33,6 +34,7 @@ from pipeline.samplers.temporal_gap import TemporalGap
 from shards.frontend import DEFAULT_PRESET, get_preset, logmel
 
 SR = 16000
+REAL = ["real", "real_speech", "real_music", "real_drums", "real_mix"]
 LN2 = math.log(2)
 
 
@@ -49,7 +51,26 @@ def chirp(rng: np.random.Generator, seconds: float) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def corpus(kind: str, n: int, seconds: float, seed: int) -> list[np.ndarray]:
+def real_clips(kind: str, n: int, seed: int, root: str) -> list[np.ndarray]:
+    """``n`` pretraining clips of ``make bench-real`` (``real``: every kind; ``real_speech`` etc.: one),
+    drawn evenly over the kinds in a seeded order, as log-mels of the default frontend."""
+    import glob
+
+    import soundfile as sf
+
+    kinds = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))) if kind == "real" \
+        else [kind.split("_", 1)[1]]
+    rng = np.random.default_rng(seed)
+    files = {k: [str(f) for f in rng.permutation(sorted(glob.glob(os.path.join(root, k, "*.wav"))))] for k in kinds}
+    if not any(files.values()):
+        raise SystemExit(f"error: {root}: no pretraining clips of {kinds} (run `make bench-real`)")
+    picked = [f for group in zip(*[files[k] for k in kinds if files[k]]) for f in group][:n]
+    return [logmel(sf.read(f, dtype="float32")[0], get_preset(DEFAULT_PRESET)).astype(np.float32) for f in picked]
+
+
+def corpus(kind: str, n: int, seconds: float, seed: int, root: str = "") -> list[np.ndarray]:
+    if kind.startswith("real"):
+        return real_clips(kind, n, seed, root)
     cfg, rng, out = get_preset(DEFAULT_PRESET), np.random.default_rng(seed), []
     for i in range(n):
         if kind == "chirp":
@@ -169,7 +190,9 @@ def oracle(a: argparse.Namespace, mels: list[np.ndarray]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("mode", choices=["train", "oracle"])
-    p.add_argument("--corpus", choices=["chirp", "demo", "demo_splice", "demo_varied"], default="chirp")
+    p.add_argument("--corpus", choices=["chirp", "demo", "demo_splice", "demo_varied", *REAL], default="chirp",
+                   help="real, real_speech, ...: the pretraining clips of `make bench-real` (under --real-dir)")
+    p.add_argument("--real-dir", default=os.path.join(ROOT, "data", "real_audio", "pretrain"))
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=60)
@@ -182,7 +205,7 @@ def main() -> None:
     if not (1 <= a.clips <= 1000 and 2.0 <= a.seconds <= 60.0 and 1 <= a.steps <= 100_000 and 1 <= a.batch <= 1024):
         raise SystemExit("error: arguments: clips 1-1000, seconds 2-60, steps 1-100000, batch 1-1024")
     torch.set_num_threads(1)
-    mels = corpus(a.corpus, a.clips, a.seconds, a.seed)
+    mels = corpus(a.corpus, a.clips, a.seconds, a.seed, a.real_dir)
     res = train(a, mels) if a.mode == "train" else oracle(a, mels)
     if a.save:
         print("saved", merge_results("temporal_gap_health", {a.save: {"args": vars(a), **res}}))

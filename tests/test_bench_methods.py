@@ -156,3 +156,36 @@ def test_level_share_measures_how_much_of_the_embedding_is_loudness():
     assert level_share(np.c_[level, 3 * level, noise[:, :2]], level) == pytest.approx(0.5, abs=0.01)  # 2 of 4 columns
     mixed = (level[:, None] + noise) * np.array([1.0, 10.0, 0.1, 5.0])  # r^2 = 1/2 per column, any scale
     assert level_share(mixed, level) == pytest.approx(0.5, abs=0.03)
+
+
+def test_fixed_steps_sampler_args_batch_and_tag_reach_the_trainer(tmp_path, monkeypatch):
+    """Ablation runs (``--steps``, ``--sampler-arg``, ``--hp``, ``--batch``, ``--seed``, ``--tag``) train what they
+    name, in a run folder of their own; a small_config ``batch`` is the default variant's batch."""
+    import json
+    import os
+
+    seen = []
+
+    def fake_train(cfg):
+        seen.append(cfg)
+        os.makedirs(cfg.out, exist_ok=True)
+        with open(os.path.join(cfg.out, "run_summary.json"), "w") as f:
+            json.dump({"elapsed_s": 2.0}, f)
+        return {"step": 7, "stopped_by": "steps", "losses": [1.0, 0.5]}
+
+    monkeypatch.setattr("train.loop.train", fake_train)
+    a = bm.argparse.Namespace(runs=str(tmp_path), tag="a0.1", data=str(tmp_path), corpus="real", seed=3, workers=0,
+                              steps=7, minutes=20.0, sampler_arg=["alpha=0.1"], batch=None)
+    shared = bm.variants("byol_a", 64)[1]
+    row = bm.run_one("byol_a", shared, a, {"bn_views": "joint"})
+    cfg = seen[-1]
+    assert (cfg.steps, cfg.max_minutes, cfg.seed, cfg.batch_size) == (7, None, 3, 64)
+    assert cfg.sampler_kwargs == {"alpha": 0.1} and cfg.hparams == {"bn_views": "joint"}
+    assert cfg.out.endswith("byol_a__shared__a0.1") and row["steps"] == 7 and row["first_loss"] == 1.0
+    a.steps, a.tag, a.batch = None, "", 256
+    bm.run_one("byol_a", shared, a, {})
+    assert (seen[-1].steps, seen[-1].max_minutes, seen[-1].batch_size) == (None, 20.0, 256)
+    assert seen[-1].out.endswith("byol_a__shared")
+    a.batch = None
+    bm.run_one("byol_a", bm.Variant("default", "mobile", {}, batch=128), a, {})
+    assert seen[-1].batch_size == 128

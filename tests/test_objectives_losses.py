@@ -136,6 +136,31 @@ def test_byol_normalised_mse():
     assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), atol=1e-12)
 
 
+def test_byol_a_views_pass_separately_through_batchnorm():
+    """BYOL (Grill et al. 2020) applies each network to each view on its own, so BatchNorm statistics are
+    per view: the loss must equal the eq. 1 loss built from single-view passes; ``bn_views=joint`` differs."""
+    from models import build_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder("audio_ntt", d=32, n_mels=16)
+    obj = build_objective("byol_a", enc, proj_hidden=24, proj_dim=8).double().train()
+    x1, x2 = _rand(6, 1, 16, 24, seed=30), _rand(6, 1, 16, 24, seed=31) * 3 + 1  # views of different statistics
+    for m in obj.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    with torch.no_grad():
+        got = obj({"x1": x1, "x2": x2})["loss"]
+        q = [obj.predictor(obj.projector(obj.encoder(x))) for x in (x1, x2)]
+        t = [obj.target_projector(obj.target_encoder(x)) for x in (x1, x2)]
+        want = (L.byol_loss(q[0], t[1]) + L.byol_loss(q[1], t[0])).mean()
+        assert torch.allclose(got, want, atol=1e-12)
+        obj.hparams.bn_views = "joint"
+        joint = obj({"x1": x1, "x2": x2})["loss"]
+    assert abs(float(joint - got)) > 1e-4
+    with pytest.raises(ValueError, match="bn_views"):
+        build_objective("byol_a", build_encoder("audio_ntt", d=32, n_mels=16), bn_views="both")
+
+
 def test_ema_update_formula_and_buffers():
     online = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     target = make_target(online)

@@ -7,6 +7,11 @@ Projector and predictor: Linear(4096) -> BatchNorm -> ReLU -> Linear(256). Loss 
 over the batch, no gradient into the target. Adam lr 3e-4, tau = 0.99 (fixed; the paper gives a
 single value), batch 256, 100 epochs; AudioNTT encoder with 2048-d embedding by default.
 
+Each network sees each view in a pass of its own (``bn_views="separate"``), as BYOL (Grill et al. 2020)
+applies online and target networks to the two views: BatchNorm statistics are per view, never pooled
+over the pair.  ``bn_views="joint"`` (one pass over both views) is kept for comparison
+(docs/bench-real.md "byol_a and speech").
+
 The two views come from the BYOL-A augmentation pipeline of the sampler (pre-normalisation,
 log-mixup-exp, random resize crop, post-normalisation), batch keys ``x1``, ``x2``.
 """
@@ -35,6 +40,7 @@ class ByolHParams(HParams):
     proj_hidden: int = 4096
     proj_dim: int = 256
     norm: str | None = "bn"  # BatchNorm in projector / predictor (None: BN-free, e.g. for tests)
+    bn_views: str = "separate"  # "separate": one pass per view (BYOL's BN statistics); "joint": both views in one pass
     source: str = "Niizumi et al. 2021, Sec. IV-A-3 (MLP 4096-256, tau 0.99, Adam lr 3e-4, batch 256, 100 epochs)"
 
 
@@ -52,6 +58,8 @@ class ByolAObjective(Objective):
     def __init__(self, encoder: nn.Module, **hparams: Any):
         super().__init__(encoder, **hparams)
         hp = self.hparams
+        if hp.bn_views not in ("separate", "joint"):
+            raise ValueError(f"bn_views must be 'separate' or 'joint', got {hp.bn_views!r}")
         d = int(encoder.embedding_dim)
         self.projector = byol_mlp(d, hp.proj_hidden, hp.proj_dim, norm=hp.norm)
         self.predictor = byol_mlp(hp.proj_dim, hp.proj_hidden, hp.proj_dim, norm=hp.norm)
@@ -60,12 +68,18 @@ class ByolAObjective(Objective):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x1, x2 = self._require(batch, "x1", "x2")
-        b = x1.shape[0]
-        x = torch.cat([x1, x2], 0)
-        q = self.predictor(self.projector(self.encoder(x)))
-        with torch.no_grad():
-            z_t = self.target_projector(self.target_encoder(x))
+        if self.hparams.bn_views == "joint":
+            b = x1.shape[0]
+            x = torch.cat([x1, x2], 0)
+            q = self.predictor(self.projector(self.encoder(x)))
+            with torch.no_grad():
+                z_t = self.target_projector(self.target_encoder(x))
+            q1, q2, t1, t2 = q[:b], q[b:], z_t[:b], z_t[b:]
+        else:  # BYOL (Grill et al. 2020) applies each network to each view on its own: BN statistics per view
+            q1, q2 = (self.predictor(self.projector(self.encoder(x))) for x in (x1, x2))
+            with torch.no_grad():
+                t1, t2 = (self.target_projector(self.target_encoder(x)) for x in (x1, x2))
         # view 1 predicts the target of view 2 and vice versa
-        per_example = L.byol_loss(q[:b], z_t[b:]) + L.byol_loss(q[b:], z_t[:b])
+        per_example = L.byol_loss(q1, t2) + L.byol_loss(q2, t1)
         loss = per_example.mean()
         return {"loss": loss}
