@@ -298,7 +298,8 @@ def per_task_markdown(rows: dict, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
-MARK = "<!-- bench-methods:per-task -->"
+MARK_NAME = "bench-methods:per-task"
+MARK = f"<!-- {MARK_NAME} -->"
 
 
 def write_tables(rows: dict, a: argparse.Namespace) -> None:
@@ -313,12 +314,19 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
     if not a.doc:
         return
-    with open(a.doc, encoding="utf-8") as f:
+    replace_between_markers(a.doc, f"<!-- {getattr(a, 'doc_marker', None) or MARK_NAME} -->", f"\n{note}\n\n{per_task}\n")
+
+
+def replace_between_markers(doc: str, mark: str, body: str) -> None:
+    """Replace the text between the two ``mark`` lines of ``doc`` (atomic write)."""
+    from shards.atomic import atomic_write_bytes
+
+    with open(doc, encoding="utf-8") as f:
         text = f.read()
-    parts = text.split(MARK)
+    parts = text.split(mark)
     if len(parts) != 3:
-        raise ValueError(f"{a.doc}: expected two {MARK} markers around the table, found {len(parts) - 1}")
-    atomic_write_bytes(a.doc, (parts[0] + MARK + f"\n{note}\n\n{per_task}\n" + MARK + parts[2]).encode())
+        raise ValueError(f"{doc}: expected two {mark} markers around the table, found {len(parts) - 1}")
+    atomic_write_bytes(doc, (parts[0] + mark + body + mark + parts[2]).encode())
 
 
 def run_jobs(argv: list[str], a: argparse.Namespace) -> int:
@@ -353,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(data/demo, make shards) or real (data/real + data/real_audio, make bench-real)")
     ap.add_argument("--doc", default=None, help="markdown file whose per-task table (between two "
                     "'<!-- bench-methods:per-task -->' markers) is replaced at the end")
+    ap.add_argument("--doc-marker", default=MARK_NAME, help="name of the --doc markers: '<!-- NAME -->' (several "
+                    "tables in one doc)")
     ap.add_argument("--tasks", default=None, help="comma-separated tasks (default: the corpus' three demo tasks)")
     ap.add_argument("--window", default="crop:288",
                     help="eval windows: crop:FRAMES (one centre crop per clip) or sliding:FRAMES (eval run's default)")
