@@ -303,7 +303,7 @@ MARK = f"<!-- {MARK_NAME} -->"
 
 
 def write_tables(rows: dict, a: argparse.Namespace) -> None:
-    """``<out>.md`` with both tables; with ``--doc``, the per-task table between FILE's two markers."""
+    """``<out>.md`` with both tables and ``<out>_delta.png`` (per-task deltas); with ``--doc``, the per-task table between FILE's two markers."""
     from shards.atomic import atomic_write_bytes
 
     tasks = a.tasks.split(",")
@@ -312,6 +312,9 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
             f"{f'{a.steps} steps' if a.steps else f'{a.minutes} min'} per run, corpus `{a.corpus}`.")
     base = os.path.splitext(a.out)[0]
     atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
+    from methods_plots import heatmap
+
+    heatmap(rows, tasks, base + "_delta.png")  # the per-task deltas as a figure (docs embed it)
     if not a.doc:
         return
     replace_between_markers(a.doc, f"<!-- {getattr(a, 'doc_marker', None) or MARK_NAME} -->", f"\n{note}\n\n{per_task}\n")

@@ -1,0 +1,73 @@
+"""bench/methods_plots.py: the per-task delta heatmap, the list of lost tasks, loss curves from metrics.jsonl."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import methods_plots as mp  # noqa: E402
+
+TASKS = ["real_pitch", "real_keyword"]
+
+
+def _row(method, deltas, mean, tag="", steps=10):
+    pt = {t: {"trained": 0.5 + d, "untrained": 0.5, "delta": {"mean": d, "ci95": ci}} for t, (d, ci) in zip(TASKS, deltas)}
+    return {"method": method, "encoder": "mobile", "tag": tag, "steps": steps,
+            "linear": {"per_task": pt, "delta_untrained": {"mean": mean, "ci95": 0.01}}}
+
+
+def _rows():
+    return {"b/default": _row("b", [(-0.04, 0.015), (0.005, 0.005)], 0.039),
+            "a/default": _row("a", [(-0.01, 0.017), (-0.042, 0.025)], -0.023, steps=1835),
+            "a/default@x": _row("a", [(0.02, 0.01), (0.03, 0.01)], 0.025, tag="x"),
+            "c/default": {"method": "c", "encoder": "vit", "error": "RuntimeError: boom"}}
+
+
+def test_losses_list_every_negative_task_and_marks_intervals_that_hold_zero():
+    text = mp.losses_markdown(_rows(), TASKS)
+    lines = text.splitlines()
+    assert len(lines) == 3  # the errored row has no per-task deltas
+    assert lines[0] == ("* `a` (mobile, 1835 steps, mean -2.3): loses pitch -1.0 ± 1.7 (n.s.), keyword -4.2 ± 2.5")
+    assert lines[1].endswith("loses no task")
+    assert lines[2] == "* `b` (mobile, 10 steps, mean +3.9): loses pitch -4.0 ± 1.5"
+
+
+def test_heatmap_grid_matches_the_rows_and_writes_a_png(tmp_path):
+    labels, grid = mp.delta_grid(_rows(), TASKS)
+    assert labels == ["a (mobile)", "a (mobile) @x", "b (mobile)"]
+    assert grid[0] == [pytest.approx((-1.0, 1.7)), pytest.approx((-4.2, 2.5)), pytest.approx((-2.3, 1.0))]
+    out = mp.heatmap(_rows(), TASKS, str(tmp_path / "d.png"))
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert mp.heatmap({}, TASKS, str(tmp_path / "e.png")) is None and not (tmp_path / "e.png").exists()
+
+
+def test_loss_curves_skip_bad_lines_and_average_windows(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    recs = [{"step": s, "loss": 0.7 - 0.001 * s} for s in range(0, 40, 10)]
+    lines = [json.dumps(r) for r in recs] + ["not json", json.dumps({"step": 50, "loss": "nan"}),
+                                             json.dumps({"step": 60})]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    pts = mp.read_losses(str(run))
+    assert [p[0] for p in pts] == [0, 10, 20, 30]
+    w = mp.window_means(pts, 20)
+    assert w == [pytest.approx((5.0, 0.695)), pytest.approx((25.0, 0.675))]
+    out = tmp_path / "c.png"
+    assert mp.main(["curves", f"lr={run}", "--out", str(out), "--window", "20"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert mp.main(["curves", f"{run}", "--out", str(out)]) == 2  # no LABEL=
+    assert mp.main(["curves", f"x={run}", "--out", str(out), "--window", "0"]) == 2
+
+
+def test_results_file_without_rows_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "r.json"
+    bad.write_text(json.dumps({"settings": {"tasks": "a"}}))
+    assert mp.main(["losses", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "rows" in err[0]
