@@ -303,7 +303,9 @@ MARK = f"<!-- {MARK_NAME} -->"
 
 
 def write_tables(rows: dict, a: argparse.Namespace) -> None:
-    """``<out>.md`` with both tables and ``<out>_delta.png`` (per-task deltas); with ``--doc``, the per-task table between FILE's two markers."""
+    """``<out>.md`` with both tables and ``<out>_delta.png`` (per-task deltas); with ``--doc``, the per-task
+    table between FILE's two markers, and the lost-task list between its two ``<!-- MARK:losses -->``
+    markers when it has them."""
     from shards.atomic import atomic_write_bytes
 
     tasks = a.tasks.split(",")
@@ -317,7 +319,14 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     heatmap(rows, tasks, base + "_delta.png")  # the per-task deltas as a figure (docs embed it)
     if not a.doc:
         return
-    replace_between_markers(a.doc, f"<!-- {getattr(a, 'doc_marker', None) or MARK_NAME} -->", f"\n{note}\n\n{per_task}\n")
+    marker = getattr(a, "doc_marker", None) or MARK_NAME
+    replace_between_markers(a.doc, f"<!-- {marker} -->", f"\n{note}\n\n{per_task}\n")
+    with open(a.doc, encoding="utf-8") as f:
+        has_losses = f.read().count(f"<!-- {marker}:losses -->") == 2
+    if has_losses:  # the list of every task a row loses to its untrained encoder, kept in step with the table
+        from methods_plots import losses_markdown
+
+        replace_between_markers(a.doc, f"<!-- {marker}:losses -->", f"\n{losses_markdown(rows, tasks)}\n")
 
 
 def replace_between_markers(doc: str, mark: str, body: str) -> None:

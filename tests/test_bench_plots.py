@@ -71,3 +71,28 @@ def test_results_file_without_rows_is_one_error_line(tmp_path, capsys):
     assert mp.main(["losses", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "rows" in err[0]
+
+
+def test_write_tables_keeps_the_doc_table_list_and_figure_in_step(tmp_path):
+    import argparse
+
+    import bench_methods as bm
+
+    doc = tmp_path / "doc.md"
+    m = bm.MARK
+    lm = f"<!-- {bm.MARK_NAME}:losses -->"
+    doc.write_text(f"head\n{m}\nold table\n{m}\nmiddle\n{lm}\nold list\n{lm}\ntail\n")
+    a = argparse.Namespace(tasks=",".join(TASKS), steps=None, minutes=20.0, corpus="real",
+                           out=str(tmp_path / "res.json"), doc=str(doc), doc_marker=None)
+    rows = {k: v for k, v in _rows().items() if "error" not in v}
+    pm = {"mean": 0.5, "ci95": 0.01}
+    for r in rows.values():  # the summary table's fields
+        r.update(variant="default", encoder_label="mobile", batch=64, examples_per_s=1.0, beats_untrained="yes",
+                 knn={"trained": pm, "untrained": pm})
+        r["linear"].update(trained=pm, untrained=pm, spectrogram=pm)
+    bm.write_tables(rows, a)
+    text = doc.read_text()
+    assert "old table" not in text and "old list" not in text and text.startswith("head\n") and text.endswith("tail\n")
+    assert "loses pitch -4.0 ± 1.5" in text.split(lm)[1]
+    assert "(-4.2 ± 2.5)" in text.split(m)[1]
+    assert (tmp_path / "res_delta.png").read_bytes()[:4] == b"\x89PNG"
