@@ -438,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.jobs > 1 and a.job_index is None:
         return run_jobs(argv if argv is not None else sys.argv[1:], a)
-    n_mels = int(read_manifests([os.path.join(a.data, shard_dir, "pretrain")]).n_mels)
+    facts = read_manifests([os.path.join(a.data, shard_dir, "pretrain")])
+    n_mels = int(facts.n_mels)
     rows: dict = {}
     t_all = time.perf_counter()
     todo = [(m, v) for m in methods for v in variants(m, n_mels) if v.name in want]
@@ -450,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"method": method, "variant": v.name, "encoder": v.encoder, "encoder_kwargs": v.kwargs,
                "encoder_label": v.label, "config": v.config, "hparams": hp, "minutes": a.minutes,
                "fixed_steps": a.steps, "sampler_args": list(a.sampler_arg), "tag": a.tag, "seed": a.seed}
+        if "labels" in OBJECTIVES[method].batch_keys and not facts.vocabulary:
+            v.skip = "needs labelled pretraining shards; these carry none (a supervised baseline, not self-supervised)"
         if v.skip:
             row["skipped"] = v.skip
             print(f"== {key}: {v.label}: skipped ({v.skip})", flush=True)

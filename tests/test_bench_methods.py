@@ -75,12 +75,12 @@ def test_shared_encoder_is_skipped_with_the_reason_when_the_objective_refuses_it
     assert "skipped: picky_test: no audio_ntt at 96 frames" in md
 
 
-def _fake_bench(monkeypatch, tmp_path):
+def _fake_bench(monkeypatch, tmp_path, vocabulary=("a",)):
     """``run_one``/``evaluate`` replaced by stubs that record which runs a process took (no training)."""
     (tmp_path / "demo_varied" / "pretrain").mkdir(parents=True)
     monkeypatch.setattr(bm, "run_one", lambda method, v, a, hp: {"run": f"{method}__{v.name}"})
     monkeypatch.setattr(bm, "evaluate", lambda run, a: {"evaluated": run})
-    monkeypatch.setattr("pipeline.read_manifests", lambda dirs: type("M", (), {"n_mels": 64})())
+    monkeypatch.setattr("pipeline.read_manifests", lambda dirs: type("M", (), {"n_mels": 64, "vocabulary": list(vocabulary)})())
     (tmp_path / "demo_varied" / "pretrain" / "manifest.json").write_text("{}")
 
 
@@ -97,6 +97,18 @@ def test_jobs_split_the_runs_and_merge_into_one_file(tmp_path, monkeypatch):
     rows = json.load(open(out))["rows"]  # job 1 added the shared rows (m2d's skipped with its reason)
     assert sorted(rows) == sorted(f"{m}/{v}" for m in ("byol_a", "triplet", "m2d") for v in ("default", "shared"))
     assert rows["m2d/shared"]["skipped"] and rows["triplet/shared"]["evaluated"].endswith("triplet__shared")
+
+
+def test_supervised_is_skipped_with_its_reason_on_unlabelled_shards(tmp_path, monkeypatch):
+    import json
+
+    _fake_bench(monkeypatch, tmp_path, vocabulary=())
+    out = str(tmp_path / "m.json")
+    assert bm.main(["--out", out, "--data", str(tmp_path), "--methods", "supervised,cola", "--jobs", "1",
+                    "--variants", "default"]) == 0
+    rows = json.load(open(out))["rows"]
+    assert "labelled" in rows["supervised/default"]["skipped"] and "evaluated" not in rows["supervised/default"]
+    assert rows["cola/default"]["evaluated"].endswith("cola__default")  # self-supervised methods still run
 
 
 def test_jobs_launch_one_process_per_job_with_their_share_of_threads(tmp_path, monkeypatch, capsys):
