@@ -113,7 +113,8 @@ def losses_markdown(rows: dict, tasks: list[str]) -> str:
                 lost.append(f"{short_task(t)} {m:+.1f} ± {ci:.1f}" + ("" if m + ci < 0 else " (n.s.)"))
         du = r["linear"]["delta_untrained"]
         mean = f"mean {100 * du['mean']:+.1f}"
-        lines.append(f"* `{r['method']}` ({r['encoder']}, {r.get('steps', '?')} steps, {mean}): "
+        tag = f" @{r['tag']}" if r.get("tag") else ""
+        lines.append(f"* `{r['method']}`{tag} ({r['encoder']}, {r.get('steps', '?')} steps, {mean}): "
                      + ("loses " + ", ".join(lost) if lost else "loses no task"))
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ def test_losses_list_every_negative_task_and_marks_intervals_that_hold_zero():
     lines = text.splitlines()
     assert len(lines) == 3  # the errored row has no per-task deltas
     assert lines[0] == ("* `a` (mobile, 1835 steps, mean -2.3): loses pitch -1.0 ± 1.7 (n.s.), keyword -4.2 ± 2.5")
-    assert lines[1].endswith("loses no task")
+    assert lines[1].startswith("* `a` @x (mobile") and lines[1].endswith("loses no task")
     assert lines[2] == "* `b` (mobile, 10 steps, mean +3.9): loses pitch -4.0 ± 1.5"
 
 
