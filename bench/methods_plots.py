@@ -149,7 +149,8 @@ def window_means(points: list[tuple[int, float]], window: int) -> list[tuple[flo
     return out
 
 
-def curves(runs: list[tuple[str, str]], path: str, window: int, ref: float | None, ref_label: str) -> str:
+def curves(runs: list[tuple[str, str]], path: str, window: int, ref: float | None, ref_label: str,
+           hlines: list[tuple[float, str]] = ()) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -159,9 +160,11 @@ def curves(runs: list[tuple[str, str]], path: str, window: int, ref: float | Non
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for label, run in runs:
         pts = window_means(read_losses(run), window)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, lw=1.4)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, lw=1.4, marker="o", ms=3)
     if ref is not None:
         ax.axhline(ref, color="black", ls="--", lw=1, label=ref_label)
+    for value, label in hlines:
+        ax.axhline(value, color="grey", ls=":", lw=1.2, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss (mean over {window} steps)")
     ax.legend(fontsize=8)
@@ -200,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--window", type=int, default=100)
     c.add_argument("--ref", type=float, default=math.log(2))
     c.add_argument("--ref-label", default="ln 2 (constant prediction 0.5)")
+    c.add_argument("--hline", action="append", default=[], metavar="VALUE=LABEL", help="another reference line")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "curves":
@@ -211,7 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 if not eq or not label or not os.path.isfile(os.path.join(run, "metrics.jsonl")):
                     raise ValueError(f"{item!r}: expected LABEL=RUN_DIR with a metrics.jsonl")
                 runs.append((label, run))
-            print(curves(runs, a.out, a.window, a.ref, a.ref_label))
+            hlines = []
+            for item in a.hline:
+                value, eq, label = item.partition("=")
+                try:
+                    hlines.append((float(value), label))
+                except ValueError:
+                    raise ValueError(f"--hline {item!r}: expected VALUE=LABEL with a number") from None
+                if not eq or not math.isfinite(hlines[-1][0]):
+                    raise ValueError(f"--hline {item!r}: expected VALUE=LABEL with a finite number")
+            print(curves(runs, a.out, a.window, a.ref, a.ref_label, hlines))
             return 0
         rows, tasks = _load(a.results)
         if a.cmd == "heatmap":

@@ -63,6 +63,8 @@ def test_loss_curves_skip_bad_lines_and_average_windows(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert mp.main(["curves", f"{run}", "--out", str(out)]) == 2  # no LABEL=
     assert mp.main(["curves", f"x={run}", "--out", str(out), "--window", "0"]) == 2
+    assert mp.main(["curves", f"x={run}", "--out", str(out), "--hline", "0.66=oracle"]) == 0
+    assert mp.main(["curves", f"x={run}", "--out", str(out), "--hline", "nan=x"]) == 2
 
 
 def test_results_file_without_rows_is_one_error_line(tmp_path, capsys):
