@@ -303,9 +303,9 @@ MARK = f"<!-- {MARK_NAME} -->"
 
 
 def write_tables(rows: dict, a: argparse.Namespace) -> None:
-    """``<out>.md`` with both tables and ``<out>_delta.png`` (per-task deltas); with ``--doc``, the per-task
-    table between FILE's two markers, and the lost-task list between its two ``<!-- MARK:losses -->``
-    markers when it has them."""
+    """``<out>.md`` with both tables and ``<out>_delta.png`` / ``_delta_all.png`` (per-task deltas, without /
+    with the ablation rows); with ``--doc``, the per-task table between FILE's two markers, and the
+    lost-task list between its two ``<!-- MARK:losses -->`` markers when it has them."""
     from shards.atomic import atomic_write_bytes
 
     tasks = a.tasks.split(",")
@@ -316,7 +316,8 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
     from methods_plots import heatmap
 
-    heatmap(rows, tasks, base + "_delta.png")  # the per-task deltas as a figure (docs embed it)
+    heatmap(rows, tasks, base + "_delta.png", tagged=False)  # the per-task deltas as a figure (README, docs)
+    heatmap(rows, tasks, base + "_delta_all.png")  # with the ablation (--tag) rows
     if not a.doc:
         return
     marker = getattr(a, "doc_marker", None) or MARK_NAME

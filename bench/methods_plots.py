@@ -1,7 +1,8 @@
 """Figures and loss lists of the methods bench (docs/bench-real.md, issue 26).
 
 * ``heatmap RESULTS.json``: trained minus untrained linear-probe accuracy per method and task (points), the
-  cell's 95 % interval under it, in bold where the interval excludes zero; PNG next to the results.
+  cell's 95 % interval under it, in bold where the interval excludes zero; PNG next to the results
+  (``--untagged``: one row per method and variant, no ablations).
 * ``losses RESULTS.json``: the markdown list of every task a method loses to its untrained encoder
   (README "What was measured" takes it as is).
 * ``curves LABEL=RUN_DIR ...``: the training loss of runs (``metrics.jsonl``), averaged over windows of
@@ -53,10 +54,13 @@ def _delta(cell: dict) -> tuple[float, float]:
     return 100 * d["mean"], 100 * (d.get("ci95") or 0.0)
 
 
-def delta_grid(rows: dict, tasks: list[str]) -> tuple[list[str], list[list[tuple[float, float]]]]:
-    """Labels and, per row, ``(delta, ci)`` in points for each task and then the mean."""
+def delta_grid(rows: dict, tasks: list[str], tagged: bool = True) -> tuple[list[str], list[list[tuple[float, float]]]]:
+    """Labels and, per row, ``(delta, ci)`` in points for each task and then the mean; ``tagged=False``
+    leaves out the ablation rows (``--tag``)."""
     labels, grid = [], []
     for key, r in complete_rows(rows, tasks):
+        if not tagged and r.get("tag"):
+            continue
         pt = r["linear"]["per_task"]
         cells = [_delta(pt[t]) for t in tasks]
         du = r["linear"]["delta_untrained"]
@@ -66,7 +70,7 @@ def delta_grid(rows: dict, tasks: list[str]) -> tuple[list[str], list[list[tuple
     return labels, grid
 
 
-def heatmap(rows: dict, tasks: list[str], path: str, title: str = "") -> str | None:
+def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bool = True) -> str | None:
     """Write the delta heatmap to ``path`` (PNG, atomic); None when no row is complete."""
     import matplotlib
     matplotlib.use("Agg")
@@ -75,7 +79,7 @@ def heatmap(rows: dict, tasks: list[str], path: str, title: str = "") -> str | N
 
     from shards.atomic import atomic_write_bytes
 
-    labels, grid = delta_grid(rows, tasks)
+    labels, grid = delta_grid(rows, tasks, tagged)
     if not grid:
         return None
     vals = np.array([[c[0] for c in g] for g in grid])
@@ -195,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     h = sub.add_parser("heatmap")
     h.add_argument("results")
     h.add_argument("--out", default=None, help="PNG (default: RESULTS with _delta.png)")
+    h.add_argument("--untagged", action="store_true", help="leave out the ablation (--tag) rows")
     lo = sub.add_parser("losses")
     lo.add_argument("results")
     c = sub.add_parser("curves")
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, tasks = _load(a.results)
         if a.cmd == "heatmap":
             out = a.out or os.path.splitext(a.results)[0] + "_delta.png"
-            print(heatmap(rows, tasks, out) or "no complete row: nothing drawn")
+            print(heatmap(rows, tasks, out, tagged=not a.untagged) or "no complete row: nothing drawn")
         else:
             print(losses_markdown(rows, tasks))
     except (OSError, ValueError) as e:

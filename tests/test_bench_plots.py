@@ -45,6 +45,7 @@ def test_heatmap_grid_matches_the_rows_and_writes_a_png(tmp_path):
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert mp.heatmap({}, TASKS, str(tmp_path / "e.png")) is None and not (tmp_path / "e.png").exists()
+    assert mp.delta_grid(_rows(), TASKS, tagged=False)[0] == ["a (mobile)", "b (mobile)"]
 
 
 def test_loss_curves_skip_bad_lines_and_average_windows(tmp_path):
@@ -98,3 +99,4 @@ def test_write_tables_keeps_the_doc_table_list_and_figure_in_step(tmp_path):
     assert "loses pitch -4.0 ± 1.5" in text.split(lm)[1]
     assert "(-4.2 ± 2.5)" in text.split(m)[1]
     assert (tmp_path / "res_delta.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "res_delta_all.png").read_bytes()[:4] == b"\x89PNG"
