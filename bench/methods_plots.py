@@ -70,14 +70,26 @@ def delta_grid(rows: dict, tasks: list[str], tagged: bool = True) -> tuple[list[
     return labels, grid
 
 
+def save_png(fig, path: str) -> str:
+    """Write a matplotlib figure to ``path`` as PNG (atomic: readers never see half a file) and close it."""
+    import matplotlib.pyplot as plt
+
+    from shards.atomic import atomic_write_bytes
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
 def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bool = True) -> str | None:
     """Write the delta heatmap to ``path`` (PNG, atomic); None when no row is complete."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from shards.atomic import atomic_write_bytes
 
     labels, grid = delta_grid(rows, tasks, tagged)
     if not grid:
@@ -96,12 +108,7 @@ def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bo
     ax.axvline(len(tasks) - 0.5, color="black", lw=1)
     ax.set_title(title or "linear probe: trained - untrained (points; bold: 95 % interval excludes 0)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="points")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 def losses_markdown(rows: dict, tasks: list[str]) -> str:
@@ -142,7 +149,8 @@ def read_losses(run_dir: str, key: str = "loss") -> list[tuple[int, float]]:
 
 def window_means(points: list[tuple[int, float]], window: int) -> list[tuple[float, float]]:
     """Mean step and mean loss over consecutive windows of ``window`` steps."""
-    out, acc = [], []
+    out: list[tuple[float, float]] = []
+    acc: list[tuple[int, float]] = []
     for s, v in points:
         if acc and s // window != acc[0][0] // window:
             out.append((sum(p[0] for p in acc) / len(acc), sum(p[1] for p in acc) / len(acc)))
@@ -154,12 +162,10 @@ def window_means(points: list[tuple[int, float]], window: int) -> list[tuple[flo
 
 
 def curves(runs: list[tuple[str, str]], path: str, window: int, ref: float | None, ref_label: str,
-           hlines: list[tuple[float, str]] = ()) -> str:
+           hlines: list[tuple[float, str]] | None = None) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from shards.atomic import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for label, run in runs:
@@ -167,18 +173,13 @@ def curves(runs: list[tuple[str, str]], path: str, window: int, ref: float | Non
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, lw=1.4, marker="o", ms=3)
     if ref is not None:
         ax.axhline(ref, color="black", ls="--", lw=1, label=ref_label)
-    for value, label in hlines:
+    for value, label in hlines or []:
         ax.axhline(value, color="grey", ls=":", lw=1.2, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss (mean over {window} steps)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_png(fig, path)
 
 
 def _load(path: str) -> tuple[dict, list[str]]:
