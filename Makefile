@@ -36,7 +36,7 @@ DEMO_TRAIN ?= --method cola --encoder mobile --batch-size 64 --steps 400 --save-
 	--probe-every 100 --probe-task demo_family --probe-data-root $(DATA)
 DEMO_TASKS ?= demo_family,demo_pitch,demo_timbre
 
-.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-train bench-eval bench-methods bench-real clean
+.PHONY: setup apt check-lock lock test readme-check gpu-check shards shards-varied demo pretrain pretrain-ddp eval bench bench-ingest bench-pipeline bench-models bench-memory-format bench-train bench-eval bench-methods bench-real clean
 
 $(UV):
 	$(PY) -m venv $(UV_HOME)
@@ -131,6 +131,10 @@ bench-pipeline: setup
 
 bench-models: setup
 	$(PYTHON) bench/bench_models.py
+
+bench-memory-format: setup
+	$(PYTHON) bench/bench_models.py --threads 1 --layouts contiguous,channels_last \
+		--encoders mobile audio_ntt audio_ntt2022 efficientnet_b0 --out bench/results/memory_format.json
 
 bench-train: setup
 	$(PYTHON) bench/bench_train.py

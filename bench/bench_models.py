@@ -17,6 +17,10 @@ traffic of BatchNorm/ReLU/pooling), a high one that it is compute-bound.
 
 Results go to ``bench/results/models.json`` keyed by encoder.  ``--quick`` shrinks batch and time
 budget for a smoke run.
+
+``--layouts contiguous,channels_last`` (``make bench-memory-format``) times each encoder in both memory
+layouts of ``train --memory-format`` in one run and prints the forward+backward ratio next to them
+(results keyed ``encoder@layout``).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
 from models.summary import count_macs, count_params  # noqa: E402
+from train import memory_format  # noqa: E402
 
 PAPER_INPUT = {  # name: (kwargs, n_mels, n_frames)
     "mobile": ({}, 64, 96),
@@ -63,11 +68,12 @@ def _timed(step, budget_s: float, max_iters: int) -> float:
     return min(times)
 
 
-def bench_one(name: str, batch: int, budget_s: float, max_iters: int) -> dict:
+def bench_one(name: str, batch: int, budget_s: float, max_iters: int, layout: str = "contiguous") -> dict:
     kwargs, n_mels, n_frames = PAPER_INPUT[name]
     torch.manual_seed(0)
     enc = models.build_encoder(name, **kwargs)
     macs = count_macs(enc, torch.zeros(1, 1, n_mels, n_frames))
+    memory_format.apply(enc, layout)
     x = torch.randn(batch, 1, n_mels, n_frames)
     warm = x[: max(2, batch // 8)]
 
@@ -86,7 +92,7 @@ def bench_one(name: str, batch: int, budget_s: float, max_iters: int) -> dict:
     fwd_bwd_s = _timed(fwd_bwd, budget_s, max_iters)
     fwd_eps, fb_eps = batch / fwd_s, batch / fwd_bwd_s
     return {
-        "params": count_params(enc), "macs": macs, "input": [batch, 1, n_mels, n_frames], "kwargs": enc.config(),
+        "params": count_params(enc), "macs": macs, "layout": layout, "input": [batch, 1, n_mels, n_frames], "kwargs": enc.config(),
         "fwd_examples_per_s": round(fwd_eps, 2), "fwd_bwd_examples_per_s": round(fb_eps, 2),
         "fwd_gmacs_per_s": round(macs * fwd_eps / 1e9, 2), "fwd_bwd_gmacs_per_s": round(3 * macs * fb_eps / 1e9, 2),
     }
@@ -101,22 +107,33 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "models.json"))
     p.add_argument("--quick", action="store_true", help="batch 8, 0.5 s budget (smoke run)")
+    p.add_argument("--layouts", default="contiguous",
+                   help="comma-separated memory layouts to time (contiguous, channels_last); several: a ratio column")
     a = p.parse_args(argv)
     if a.quick:
         a.batch, a.budget = 8, 0.5
     torch.set_num_threads(a.threads)
+    layouts = [x.strip() for x in a.layouts.split(",") if x.strip()]
+    bad = [x for x in layouts if x not in ("contiguous", "channels_last")]
+    if bad or not layouts:
+        raise SystemExit(f"error: --layouts: expected contiguous and/or channels_last, got {a.layouts!r}")
     results: dict = {}
-    hdr = f"{'encoder':<18} {'input':>10} {'params':>12} {'MACs/ex':>9} {'fwd ex/s':>9} {'fwd+bwd ex/s':>12} " \
-          f"{'fwd GMAC/s':>10} {'f+b GMAC/s':>10}"
+    hdr = f"{'encoder':<18} {'layout':<13} {'input':>10} {'params':>12} {'MACs/ex':>9} {'fwd ex/s':>9} " \
+          f"{'fwd+bwd ex/s':>12} {'fwd GMAC/s':>10} {'f+b GMAC/s':>10} {'f+b ratio':>9}"
     print(hdr)
     print("-" * len(hdr))
     for name in a.encoders:
-        t0 = time.perf_counter()
-        r = bench_one(name, a.batch, a.budget, a.max_iters)
-        results[name] = r
-        print(f"{name:<18} {r['input'][2]:>4}x{r['input'][3]:<5} {r['params']:>12,} {r['macs'] / 1e6:>8.1f}M "
-              f"{r['fwd_examples_per_s']:>9.1f} {r['fwd_bwd_examples_per_s']:>12.1f} {r['fwd_gmacs_per_s']:>10.1f} "
-              f"{r['fwd_bwd_gmacs_per_s']:>10.1f}   ({time.perf_counter() - t0:.0f} s)", flush=True)
+        first = None
+        for layout in layouts:
+            t0 = time.perf_counter()
+            r = bench_one(name, a.batch, a.budget, a.max_iters, layout)
+            results[name if len(layouts) == 1 else f"{name}@{layout}"] = r
+            first = first or r
+            ratio = r["fwd_bwd_examples_per_s"] / first["fwd_bwd_examples_per_s"]
+            print(f"{name:<18} {layout:<13} {r['input'][2]:>4}x{r['input'][3]:<5} {r['params']:>12,} "
+                  f"{r['macs'] / 1e6:>8.1f}M {r['fwd_examples_per_s']:>9.1f} {r['fwd_bwd_examples_per_s']:>12.1f} "
+                  f"{r['fwd_gmacs_per_s']:>10.1f} {r['fwd_bwd_gmacs_per_s']:>10.1f} {ratio:>8.2f}x"
+                  f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"threads": a.threads, "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}

@@ -100,3 +100,35 @@ def test_write_tables_keeps_the_doc_table_list_and_figure_in_step(tmp_path):
     assert "(-4.2 ± 2.5)" in text.split(m)[1]
     assert (tmp_path / "res_delta.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "res_delta_all.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------- bench/probe_curve.py
+import probe_curve as pc  # noqa: E402
+
+
+def test_probe_curve_steps_are_checked() -> None:
+    assert pc.parse_steps("1000,2000, 4000") == [1000, 2000, 4000]
+    for bad, why in [("", "1 to"), ("10,5", "strictly increasing"), ("0,5", "strictly increasing"),
+                     ("1,x", "integers"), (",".join(str(i) for i in range(1, 100)), "1 to")]:
+        with pytest.raises(SystemExit, match=why):
+            pc.parse_steps(bad)
+
+
+def test_probe_curve_refuses_a_scheduled_method(tmp_path) -> None:
+    """A cosine-scheduled method trained in segments would not follow its continuous run."""
+    with pytest.raises(SystemExit, match="not constant"):
+        pc.main(["--method", "m2d", "--steps", "10", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="not constant"):
+        pc.main(["--method", "temporal_gap", "--steps", "10", "--out", str(tmp_path / "r"), "--hp", "schedule=cosine"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_probe_curve_figure(tmp_path) -> None:
+    pts = []
+    for s, d in [(1000, -0.02), (2000, -0.01), (4000, 0.005)]:
+        r = _row("temporal_gap", [(d, 0.01), (d / 2, 0.01)], d)
+        r["step"] = s
+        pts.append(r)
+    out = pc.plot(pts, TASKS, str(tmp_path / "c.png"), "t")
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

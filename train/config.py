@@ -37,6 +37,7 @@ class TrainConfig:
     grad_accum: int = 1
     clip_grad: float | None = None
     mixed_precision: str = "no"  # no | bf16 | fp16
+    memory_format: str = "auto"  # auto | channels_last | contiguous (train/memory_format.py)
     seed: int = 0
     num_workers: int = 2
     shuffle_buffer: int = 1000
@@ -71,6 +72,8 @@ _HELP = {
     "grad_accum": "gradient accumulation steps",
     "clip_grad": "clip the global gradient norm to this value",
     "mixed_precision": "no | bf16 | fp16",
+    "memory_format": "auto (channels_last when the model has 2-D convolutions: ~1.5x faster steps for conv "
+                     "encoders on CPU) | channels_last | contiguous",
     "num_workers": "DataLoader worker processes per rank",
     "data_order": "resampled (shards drawn with replacement; exact resume at the same world size and workers) | "
                   "epoch (every clip once per epoch; exact resume on any world size and workers; docs/training.md)",

@@ -37,6 +37,7 @@ from shards.frontend import FrontendConfig
 from shards.progress import progress_bar, progress_enabled
 from shards.redact import redact_obj
 
+from . import memory_format
 from .budget import TimeBudget
 from .checkpoint import latest_checkpoint, load_newest, save_checkpoint
 from .config import TrainConfig
@@ -323,6 +324,7 @@ def setup(cfg: TrainConfig) -> Run:
     input_norm = objective.input_norm() or smp.input_norm  # what the encoder's inputs went through
     if world > 1 and acc.device.type == "cuda":  # torch's SyncBatchNorm runs on CUDA only; CPU ranks keep local BN
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
+    layout = memory_format.apply(objective, cfg.memory_format)  # before the optimiser takes the parameters
     optimizer = build_optimizer(objective.param_groups(global_batch), hp)
     steps_per_epoch = facts.num_clips / global_batch if facts.num_clips else None
     cfg = dataclasses.replace(cfg, steps=budget.resolve_steps(cfg.steps, resolve_steps(cfg.steps, hp, steps_per_epoch),
@@ -342,7 +344,7 @@ def setup(cfg: TrainConfig) -> Run:
         # secrets (URL userinfo, signed-URL tokens in --shards and the command line) are never written
         resolved = redact_obj({**cfg.to_dict(), "encoder": enc_name, "encoder_kwargs": enc_kwargs, "sampler": sampler,
                                "hparams": hp.to_dict(), "global_batch": global_batch, "local_batch": local_batch,
-                               "world_size": world, "frontend": facts.frontend,
+                               "world_size": world, "memory_format_used": layout, "frontend": facts.frontend,
                                "manifest_sha256": _manifest_hashes(cfg.shards), "command": sys.argv})
         if acc.is_main_process:
             atomic_write_bytes(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode())

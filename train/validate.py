@@ -52,7 +52,8 @@ TRAIN_BOUNDS: dict[str, Bound] = {
 }
 TRAIN_CHOICES: dict[str, tuple[str, ...]] = {"mixed_precision": ("no", "bf16", "fp16"),
                                              "tracker": ("auto", "tensorboard", "none"),
-                                             "data_order": ("resampled", "epoch")}
+                                             "data_order": ("resampled", "epoch"),
+                                             "memory_format": ("auto", "channels_last", "contiguous")}
 _WIDTH: Bound = (1, False, 65_536, "a size this large would exhaust memory")
 _DEPTH: Bound = (0, False, 256, "layers or heads")
 HPARAM_BOUNDS: dict[str, Bound] = {
