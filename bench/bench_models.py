@@ -37,8 +37,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
+from models import memory_format  # noqa: E402
 from models.summary import count_macs, count_params  # noqa: E402
-from train import memory_format  # noqa: E402
 
 PAPER_INPUT = {  # name: (kwargs, n_mels, n_frames)
     "mobile": ({}, 64, 96),

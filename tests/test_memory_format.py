@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models
-from train import memory_format
+from models import memory_format
 
 CONV = ("mobile", "audio_ntt", "audio_ntt2022", "efficientnet_b0")
 

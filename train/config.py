@@ -37,7 +37,7 @@ class TrainConfig:
     grad_accum: int = 1
     clip_grad: float | None = None
     mixed_precision: str = "no"  # no | bf16 | fp16
-    memory_format: str = "auto"  # auto | channels_last | contiguous (train/memory_format.py)
+    memory_format: str = "auto"  # auto | channels_last | contiguous (models/memory_format.py)
     seed: int = 0
     num_workers: int = 2
     shuffle_buffer: int = 1000

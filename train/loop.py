@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from models import ENCODERS, build_encoder
+from models import ENCODERS, build_encoder, memory_format
 from models.objectives import build_objective, get_objective_class
 from pipeline import SAMPLERS, build_loader, build_sampler, read_manifests
 from pipeline.samplers import resolve_augment_on
@@ -37,7 +37,6 @@ from shards.frontend import FrontendConfig
 from shards.progress import progress_bar, progress_enabled
 from shards.redact import redact_obj
 
-from . import memory_format
 from .budget import TimeBudget
 from .checkpoint import latest_checkpoint, load_newest, save_checkpoint
 from .config import TrainConfig
