@@ -40,5 +40,6 @@ def resolve(choice: str, model: nn.Module) -> str:
 def apply(model: nn.Module, choice: str) -> str:
     """Convert ``model``'s 4-D parameters and buffers in place; returns the resolved format."""
     fmt = resolve(choice, model)
-    model.to(memory_format=torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
+    layout = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    model.to(memory_format=layout)  # type: ignore[call-overload]  # torch's stubs omit this documented overload
     return fmt
