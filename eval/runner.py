@@ -14,6 +14,7 @@ import torch
 
 from models import ENCODERS
 from shards import rundir
+from shards.bounded import MAX_TEXT_BYTES, BoundError, load_yaml_bounded
 from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
 
 from .cache import default_cache_dir, ensure_mels
@@ -66,7 +67,7 @@ def resolve_models(specs: list[str], frontend: Optional[FrontendConfig] = None, 
             fm = load_run(d, device=device)
             enc0 = copy.deepcopy(fm.encoder).cpu()
             runs[s] = ModelEntry(fm.name, "run", fm.frontend, fm, (lambda e: (lambda seed: copy.deepcopy(e)))(enc0),
-                                 fm.input_norm, {"kind": "run", **fm.describe()})
+                                 fm.input_norm, {"kind": "run", **fm.describe(), "init_seed": init_seed(d)})
     ref = next(iter(runs.values()), None)
     fe = frontend or (ref.frontend if ref else get_preset(DEFAULT_PRESET))
     out, names = [], set()
@@ -78,6 +79,7 @@ def resolve_models(specs: list[str], frontend: Optional[FrontendConfig] = None, 
             e.info = {"kind": "spectrogram", **e.frozen.describe()}
         elif s.split(":", 1)[0] in ("untrained", "supervised"):
             kind, _, enc = s.partition(":")
+            enc_named = bool(enc)
             if enc:
                 kwargs, norm, efe = _encoder_kwargs(enc, fe), PER_EXAMPLE, fe
             elif ref is not None:
@@ -86,8 +88,9 @@ def resolve_models(specs: list[str], frontend: Optional[FrontendConfig] = None, 
                 raise ValueError(f"--model {s}: name the encoder ({kind}:mobile) or also pass a run dir to copy")
             name = f"{kind}:{enc}"
             maker = (lambda en, kw: (lambda seed: build_random_encoder(en, kw, seed)))(enc, kwargs)
-            if kind == "untrained":
-                fm = untrained_model(enc, kwargs, efe, norm, seed=0, device=device, name=name)
+            if kind == "untrained":  # the run's own starting point: its architecture at its training seed
+                seed = int(ref.info.get("init_seed", 0)) if ref is not None and not enc_named else 0
+                fm = untrained_model(enc, kwargs, efe, norm, seed=seed, device=device, name=name)
                 e = ModelEntry(name, "untrained", efe, fm, maker, norm, {**fm.describe(), "kind": "untrained"})
             else:
                 e = ModelEntry(name, "supervised", efe, None, maker, norm,
@@ -101,6 +104,24 @@ def resolve_models(specs: list[str], frontend: Optional[FrontendConfig] = None, 
         names.add(e.name)
         out.append(e)
     return out
+
+
+def init_seed(run_dir: str) -> int:
+    """The seed a run's encoder was initialised with: ``seed`` of its ``config.yaml`` (the trainer seeds
+    torch with it right before building the encoder).  0 when there is none (imported weights) or it is
+    unreadable or not an integer in [0, 2**32): the file is outside input, read with bounds."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return 0
+    try:
+        cfg = load_yaml_bounded(path, MAX_TEXT_BYTES)
+    except (OSError, BoundError, ValueError) as e:
+        log.warning("%s: unreadable (%s); the untrained baseline uses seed 0", path, str(e)[:200])
+        return 0
+    seed = cfg.get("seed") if isinstance(cfg, dict) else None
+    if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32:
+        return seed
+    return 0
 
 
 @dataclass
