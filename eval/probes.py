@@ -7,6 +7,8 @@
   least 8 steps).
 * ``mlp`` -- one hidden layer of 512 ReLU units, otherwise the same (HARES' AudioSet protocol, Wang et al.
   2022 Sec. 2.1 / App. A "one hidden layer with 512 hidden units").
+* ``logreg`` -- L2 logistic regression solved to convergence, C chosen on the validation split
+  (CLIP's linear probe, Radford et al. 2021 App. A.3; ``eval/logreg.py``).
 * ``knn`` -- k = 10 nearest neighbours, Euclidean, directly in the embedding space (Tagliasacchi et al.
   2019 Sec. 4, Table 3); deterministic, so its CI is the test-set interval.
 
@@ -33,9 +35,10 @@ from torch import nn
 from . import metrics as M
 from .tasks.base import TaskData
 
-PROBES = ("linear", "knn", "mlp", "finetune", "layerwise")
+PROBES = ("linear", "logreg", "knn", "mlp", "finetune", "layerwise")
 PROBE_HELP = {
     "linear": "linear layer on standardised frozen features, Adam 1e-3, <=200 epochs, patience 10, over seeds (BYOL-A)",
+    "logreg": "L2 logistic regression solved to convergence (L-BFGS), C swept on validation, refit on train+valid (CLIP)",
     "knn": "k=10 nearest neighbours, Euclidean, raw embedding space (Tagliasacchi et al. 2019 Table 3)",
     "mlp": "one hidden layer (512 ReLU) on standardised frozen features, else as linear (HARES AudioSet protocol)",
     "finetune": "encoder + linear head trained end to end (DeLoRes transfer setup)",
@@ -55,6 +58,7 @@ class ProbeConfig:
     k: int = 10
     valid_fraction: float = 0.1
     weight_decay: float = 0.0
+    logreg_max_iter: int = 1000    # L-BFGS iterations per fit of the ``logreg`` probe (eval/logreg.py)
 
 
 @dataclass

@@ -28,7 +28,8 @@ from .results_table import cell, model_kind, probes_in
 RESULTS_FORMAT = "melstream-eval-results"
 DOMAINS = (("environment", "Env."), ("speech", "Speech"), ("music", "Music"), ("other", "Other"))
 METRIC_SHORT = {"accuracy": "acc", "mAP": "mAP"}
-PROBE_TITLE = {"linear": "Linear probe", "knn": "kNN (k = 10)", "mlp": "MLP probe (1 hidden layer)",
+PROBE_TITLE = {"linear": "Linear probe", "logreg": "Logistic regression (C on validation)", "knn": "kNN (k = 10)",
+               "mlp": "MLP probe (1 hidden layer)",
                "finetune": "Fine-tuning (end to end)"}
 
 

@@ -18,6 +18,6 @@ def cell(m: dict, task: str, probe: str) -> Optional[dict]:
 
 
 def probes_in(r: dict) -> list[str]:
-    order = ["linear", "knn", "mlp", "finetune"]
+    order = ["linear", "logreg", "knn", "mlp", "finetune"]
     have = {p for m in r["models"].values() for probes in m["results"].values() for p in probes}
     return [p for p in order if p in have]

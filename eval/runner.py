@@ -20,13 +20,14 @@ from shards.frontend import DEFAULT_PRESET, FrontendConfig, get_preset
 from .cache import default_cache_dir, ensure_mels
 from .embed import FrozenModel, SpectrogramModel, build_random_encoder, get_embeddings, load_run, pad_value, untrained_model
 from .finetune import FinetuneConfig, run_finetune
+from .logreg import run_logreg_probe
 from .probes import ProbeConfig, ProbeInput, label_array, make_folds, run_head_probe, run_knn_probe
 from .report import new_results
 from .tasks import TaskData, TaskSpec, Window, get_task
 from .windows import ClipWindows
 
 log = logging.getLogger("melstream.eval")
-FROZEN_PROBES = ("linear", "knn", "mlp", "layerwise")
+FROZEN_PROBES = ("linear", "logreg", "knn", "mlp", "layerwise")
 PER_EXAMPLE = {"type": "per_example"}
 
 
@@ -207,6 +208,8 @@ def evaluate(models: list[ModelEntry], o: RunOptions, results: Optional[dict] = 
                 for p in frozen:
                     if p == "linear":
                         res["linear"] = run_head_probe(pin("clip"), o.probe, "linear", o.progress, f"linear {desc}")
+                    elif p == "logreg":
+                        res["logreg"] = run_logreg_probe(pin("clip"), o.probe)
                     elif p == "mlp":
                         res["mlp"] = run_head_probe(pin("clip"), o.probe, "mlp", o.progress, f"mlp {desc}")
                     elif p == "knn":

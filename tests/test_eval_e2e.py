@@ -81,10 +81,25 @@ def test_compare_merges_reports(demo_report, capsys, tmp_path):
     assert main(["compare", str(tmp_path / "nothing")]) == 2
 
 
+def test_logreg_protocol_end_to_end(demo_report, tmp_path):
+    out, run, base, shard_root = demo_report
+    out2 = str(tmp_path / "logreg")
+    assert main(["run", "--model", run, "--model", "spectrogram", "--tasks", "demo_family", "--data-root", shard_root,
+                 "--out", out2, "--cache-dir", str(base / "cache"), "--protocols", "logreg", "--no-progress",
+                 "--no-plots"]) == 0
+    r = json.load(open(os.path.join(out2, "results.json")))
+    for m in r["models"].values():
+        res = m["results"]["demo_family"]["logreg"]
+        assert res["probe"] == "logreg" and 0.0 <= res["mean"] <= 1.0 and res["ci"] == "test set"
+        assert len(res["C"]) == 1 and res["C"][0] > 0 and res["valid_metric"][0] is not None
+    assert "## Logistic regression (C on validation)" in open(os.path.join(out2, "results.md")).read()
+    assert {row["probe"] for row in csv.DictReader(open(os.path.join(out2, "results.csv")))} == {"logreg"}
+
+
 def test_help_lists_tasks_and_protocols(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out
     for word in ("speech_commands_v1_12", "sc-v1-12", "esc50-5fold", "demo_family", "linear", "knn", "layerwise",
-                 "finetune", "mlp", "untrained[:ENCODER]"):
+                 "finetune", "mlp", "logreg", "untrained[:ENCODER]"):
         assert word in text
