@@ -63,6 +63,8 @@ CORPORA = {"basic": ("demo", TASKS, "methods.json", "make shards"),
                     "methods_real.json", "make bench-real")}
 BATCH = {"slowfast_nfnet_f0": 16}
 DEFAULT_BATCH = 64
+PROTOCOLS = ("linear", "logreg", "knn")  # every row's probes (eval/probes.py, eval/logreg.py)
+PER_TASK = ("linear", "logreg")  # probes with a per-task table
 
 
 @dataclass
@@ -137,12 +139,28 @@ def probe_mean(res: dict, tasks: list[str], probe: str) -> dict:
 
 
 def delta(a: dict, b: dict) -> dict:
-    """a - b, paired by probe seed when both have per-seed values."""
-    if a.get("per_seed") and b.get("per_seed") and len(a["per_seed"]) == len(b["per_seed"]):
+    """a - b, paired by probe seed when both have several per-seed values; otherwise (a deterministic
+    probe) the two intervals combined as if independent, which is wider than a paired one."""
+    if a.get("per_seed") and b.get("per_seed") and len(a["per_seed"]) == len(b["per_seed"]) > 1:
         m, ci = _t_ci([x - y for x, y in zip(a["per_seed"], b["per_seed"])])
         return {"mean": m, "ci95": ci}
     ci = None if a.get("ci95") is None or b.get("ci95") is None else math.hypot(a["ci95"], b["ci95"])
     return {"mean": a["mean"] - b["mean"], "ci95": ci}
+
+
+def probe_rows(per: dict, names: list[str], tasks: list[str], protocols: tuple[str, ...] = PROTOCOLS) -> dict:
+    """Per probe: the trained / untrained / spectrogram means over tasks, the delta, and (``PER_TASK``
+    probes) trained, untrained and delta per task.  ``names``: the run, its untrained encoder, the spectrogram."""
+    out: dict = {}
+    for probe in protocols:
+        tr, un, sp = (probe_mean(per[n], tasks, probe) for n in names)
+        out[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": delta(tr, un)}
+        if probe in PER_TASK:
+            out[probe]["per_task"] = {t: {"trained": per[names[0]][t][probe]["mean"],
+                                          "untrained": per[names[1]][t][probe]["mean"],
+                                          "delta": delta(per[names[0]][t][probe], per[names[1]][t][probe])}
+                                      for t in tasks}
+    return out
 
 
 def run_one(method: str, v: Variant, a: argparse.Namespace, hp: dict) -> dict:
@@ -190,7 +208,7 @@ def evaluate(run: str, a: argparse.Namespace) -> dict:
     tasks = a.tasks.split(",")
     models = resolve_models([run, "untrained", "spectrogram"])
     mode, _, frames = a.window.partition(":")
-    o = RunOptions(tasks=tasks, data_root=a.data, protocols=("linear", "knn"), window_mode=mode,
+    o = RunOptions(tasks=tasks, data_root=a.data, protocols=PROTOCOLS, window_mode=mode,
                    window_frames=int(frames) if frames else None, cache_dir=os.path.join(a.runs, "eval_cache"),
                    progress=False)
     hashes = [m.frozen.model_hash() for m in models]
@@ -207,13 +225,7 @@ def evaluate(run: str, a: argparse.Namespace) -> dict:
             per[m.name] = BASELINES[h]
     names = [m.name for m in models]
     row: dict = {"eval_s": round(time.perf_counter() - t0, 1), "untrained_hash": hashes[1]}
-    for probe in ("linear", "knn"):
-        tr, un, sp = (probe_mean(per[n], tasks, probe) for n in names)
-        row[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": delta(tr, un)}
-    row["linear"]["per_task"] = {t: {"trained": per[names[0]][t]["linear"]["mean"],
-                                     "untrained": per[names[1]][t]["linear"]["mean"],
-                                     "delta": delta(per[names[0]][t]["linear"], per[names[1]][t]["linear"])}
-                                 for t in tasks}
+    row.update(probe_rows(per, names, tasks))
     d = row["linear"]["delta_untrained"]
     row["beats_untrained"] = "NO" if d["mean"] <= 0 else ("~" if d["ci95"] is not None and d["mean"] - d["ci95"] <= 0
                                                           else "yes")
@@ -279,19 +291,19 @@ def markdown(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def per_task_markdown(rows: dict, tasks: list[str]) -> str:
-    """Linear-probe accuracy per task: trained / untrained and the paired delta (95 % interval), then the mean."""
+def per_task_markdown(rows: dict, tasks: list[str], probe: str = "linear") -> str:
+    """``probe`` accuracy per task: trained / untrained and the delta (95 % interval), then the mean."""
     short = [t.split("_", 1)[-1] if t.startswith(("real_", "demo_")) else t for t in tasks]
     head = "| method | encoder | steps | " + " | ".join(short) + " | mean |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1] != "default")):
         r = rows[key]
-        pt = (r.get("linear") or {}).get("per_task")
+        pt = (r.get(probe) or {}).get("per_task")
         if not pt or any(t not in pt for t in tasks):
             continue
         cells = [f"{100 * pt[t]['trained']:.1f} / {100 * pt[t]['untrained']:.1f} ({100 * pt[t]['delta']['mean']:+.1f}"
                  f" ± {100 * (pt[t]['delta']['ci95'] or 0):.1f})" for t in tasks]
-        li = r["linear"]
+        li = r[probe]
         cells.append(f"{100 * li['trained']['mean']:.1f} / {100 * li['untrained']['mean']:.1f} "
                      f"({100 * li['delta_untrained']['mean']:+.1f} ± {100 * (li['delta_untrained']['ci95'] or 0):.1f})")
         lines.append(f"| {_name(r)} | {r['encoder_label']} | {r['steps']} | " + " | ".join(cells) + " |")
@@ -309,25 +321,31 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     from shards.atomic import atomic_write_bytes
 
     tasks = a.tasks.split(",")
-    per_task = per_task_markdown(rows, tasks)
-    note = (f"Linear probe, test accuracy %: trained / untrained (paired delta ± 95 % interval over probe seeds); "
-            f"{f'{a.steps} steps' if a.steps else f'{a.minutes} min'} per run, corpus `{a.corpus}`.")
+    budget = f"{f'{a.steps} steps' if a.steps else f'{a.minutes} min'} per run, corpus `{a.corpus}`."
+    notes = {"linear": f"Linear probe, test accuracy %: trained / untrained (paired delta ± 95 % interval over probe "
+                       f"seeds); {budget}",
+             "logreg": f"Logistic regression (L2, C chosen on validation, solved to convergence), test accuracy %: "
+                       f"trained / untrained (delta ± the two test-set intervals combined, unpaired); {budget}"}
+    tables = {p: per_task_markdown(rows, tasks, p) for p in PER_TASK}
     base = os.path.splitext(a.out)[0]
-    atomic_write_bytes(base + ".md", f"{note}\n\n{per_task}\n\n{markdown(rows)}\n".encode())
-    from methods_plots import heatmap
+    body = "\n\n".join(f"{notes[p]}\n\n{tables[p]}" for p in PER_TASK)
+    atomic_write_bytes(base + ".md", f"{body}\n\n{markdown(rows)}\n".encode())
+    from methods_plots import heatmap, losses_markdown
 
     heatmap(rows, tasks, base + "_delta.png", tagged=False)  # the per-task deltas as a figure (README, docs)
     heatmap(rows, tasks, base + "_delta_all.png")  # with the ablation (--tag) rows
+    heatmap(rows, tasks, base + "_delta_logreg.png", tagged=False, probe="logreg")
     if not a.doc:
         return
     marker = getattr(a, "doc_marker", None) or MARK_NAME
-    replace_between_markers(a.doc, f"<!-- {marker} -->", f"\n{note}\n\n{per_task}\n")
     with open(a.doc, encoding="utf-8") as f:
-        has_losses = f.read().count(f"<!-- {marker}:losses -->") == 2
-    if has_losses:  # the list of every task a row loses to its untrained encoder, kept in step with the table
-        from methods_plots import losses_markdown
-
-        replace_between_markers(a.doc, f"<!-- {marker}:losses -->", f"\n{losses_markdown(rows, tasks)}\n")
+        text = f.read()
+    for p in PER_TASK:  # linear: MARK, logreg: MARK:logreg (when the doc has that pair of markers)
+        m = marker if p == "linear" else f"{marker}:{p}"
+        if p == "linear" or text.count(f"<!-- {m} -->") == 2:
+            replace_between_markers(a.doc, f"<!-- {m} -->", f"\n{notes[p]}\n\n{tables[p]}\n")
+        if text.count(f"<!-- {m}:losses -->") == 2:  # every task a row loses to its untrained encoder
+            replace_between_markers(a.doc, f"<!-- {m}:losses -->", f"\n{losses_markdown(rows, tasks, p)}\n")
 
 
 def replace_between_markers(doc: str, mark: str, body: str) -> None:

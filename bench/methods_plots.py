@@ -39,11 +39,11 @@ def row_label(key: str, r: dict) -> str:
     return f"{r['method']} ({r['encoder']}){tag}"
 
 
-def complete_rows(rows: dict, tasks: list[str]) -> list[tuple[str, dict]]:
-    """Rows that hold every task's paired delta, in method order (default variant first)."""
+def complete_rows(rows: dict, tasks: list[str], probe: str = "linear") -> list[tuple[str, dict]]:
+    """Rows that hold every task's delta for ``probe``, in method order (default variant first)."""
     out = []
     for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1].split("@")[0] != "default", k)):
-        pt = (rows[key].get("linear") or {}).get("per_task") or {}
+        pt = (rows[key].get(probe) or {}).get("per_task") or {}
         if all(t in pt and "delta" in pt[t] for t in tasks):
             out.append((key, rows[key]))
     return out
@@ -54,16 +54,17 @@ def _delta(cell: dict) -> tuple[float, float]:
     return 100 * d["mean"], 100 * (d.get("ci95") or 0.0)
 
 
-def delta_grid(rows: dict, tasks: list[str], tagged: bool = True) -> tuple[list[str], list[list[tuple[float, float]]]]:
+def delta_grid(rows: dict, tasks: list[str], tagged: bool = True, probe: str = "linear"
+               ) -> tuple[list[str], list[list[tuple[float, float]]]]:
     """Labels and, per row, ``(delta, ci)`` in points for each task and then the mean; ``tagged=False``
     leaves out the ablation rows (``--tag``)."""
     labels, grid = [], []
-    for key, r in complete_rows(rows, tasks):
+    for key, r in complete_rows(rows, tasks, probe):
         if not tagged and r.get("tag"):
             continue
-        pt = r["linear"]["per_task"]
+        pt = r[probe]["per_task"]
         cells = [_delta(pt[t]) for t in tasks]
-        du = r["linear"]["delta_untrained"]
+        du = r[probe]["delta_untrained"]
         cells.append((100 * du["mean"], 100 * (du.get("ci95") or 0.0)))
         labels.append(row_label(key, r))
         grid.append(cells)
@@ -84,14 +85,15 @@ def save_png(fig, path: str) -> str:
     return path
 
 
-def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bool = True) -> str | None:
+def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bool = True,
+            probe: str = "linear") -> str | None:
     """Write the delta heatmap to ``path`` (PNG, atomic); None when no row is complete."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels, grid = delta_grid(rows, tasks, tagged)
+    labels, grid = delta_grid(rows, tasks, tagged, probe)
     if not grid:
         return None
     vals = np.array([[c[0] for c in g] for g in grid])
@@ -106,23 +108,24 @@ def heatmap(rows: dict, tasks: list[str], path: str, title: str = "", tagged: bo
     ax.set_xticks(range(len(tasks) + 1), [short_task(t) for t in tasks] + ["mean"])
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.axvline(len(tasks) - 0.5, color="black", lw=1)
-    ax.set_title(title or "linear probe: trained - untrained (points; bold: 95 % interval excludes 0)", fontsize=9)
+    name = {"linear": "linear probe", "logreg": "logistic regression (C on validation)"}.get(probe, probe)
+    ax.set_title(title or f"{name}: trained - untrained (points; bold: 95 % interval excludes 0)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="points")
     return save_png(fig, path)
 
 
-def losses_markdown(rows: dict, tasks: list[str]) -> str:
+def losses_markdown(rows: dict, tasks: list[str], probe: str = "linear") -> str:
     """One bullet per complete row: the tasks it loses to its untrained encoder, with delta ± interval;
     losses whose interval holds zero are marked ``(n.s.)``."""
     lines = []
-    for key, r in complete_rows(rows, tasks):
-        pt = r["linear"]["per_task"]
+    for key, r in complete_rows(rows, tasks, probe):
+        pt = r[probe]["per_task"]
         lost = []
         for t in tasks:
             m, ci = _delta(pt[t])
             if m < 0:
                 lost.append(f"{short_task(t)} {m:+.1f} ± {ci:.1f}" + ("" if m + ci < 0 else " (n.s.)"))
-        du = r["linear"]["delta_untrained"]
+        du = r[probe]["delta_untrained"]
         mean = f"mean {100 * du['mean']:+.1f}"
         tag = f" @{r['tag']}" if r.get("tag") else ""
         lines.append(f"* `{r['method']}`{tag} ({r['encoder']}, {r.get('steps', '?')} steps, {mean}): "

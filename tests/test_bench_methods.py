@@ -33,6 +33,43 @@ def test_probe_mean_averages_tasks_per_seed_and_delta_is_paired():
     assert k["mean"] == pytest.approx(0.6) and k["ci95"] == pytest.approx(0.025)
 
 
+def test_deterministic_probe_rows_get_unpaired_intervals_and_a_per_task_table(tmp_path):
+    one = lambda m, ci: {"mean": m, "ci95": ci, "per_seed": [m]}  # noqa: E731  (logreg: one deterministic run)
+    d = bm.delta(one(0.9, 0.03), one(0.8, 0.04))
+    assert d["mean"] == pytest.approx(0.1) and d["ci95"] == pytest.approx(0.05)  # not a t-interval of one value
+    tasks = ["real_a", "real_b"]
+    per = {"run": {"real_a": {"linear": _res([0.5, 0.7]), "logreg": one(0.9, 0.03)},
+                   "real_b": {"linear": _res([0.6, 0.8]), "logreg": one(0.7, 0.04)}},
+           "untrained": {"real_a": {"linear": _res([0.6, 0.6]), "logreg": one(0.8, 0.04)},
+                         "real_b": {"linear": _res([0.6, 0.6]), "logreg": one(0.74, 0.03)}},
+           "spec": {"real_a": {"linear": _res([0.1, 0.1]), "logreg": one(0.2, 0.05)},
+                    "real_b": {"linear": _res([0.1, 0.1]), "logreg": one(0.2, 0.05)}}}
+    for name in per:
+        for t in tasks:
+            per[name][t]["knn"] = one(0.5, 0.05)
+    r = bm.probe_rows(per, ["run", "untrained", "spec"], tasks, ("linear", "logreg", "knn"))
+    assert "per_task" not in r["knn"]
+    assert r["logreg"]["per_task"]["real_a"]["delta"]["mean"] == pytest.approx(0.1)
+    assert r["logreg"]["per_task"]["real_b"]["delta"]["mean"] == pytest.approx(-0.04)
+    assert r["logreg"]["delta_untrained"]["mean"] == pytest.approx(0.03)
+    assert r["linear"]["per_task"]["real_a"]["delta"]["ci95"] is not None  # two seeds: paired
+    rows = {"x/default": {"method": "x", "variant": "default", "encoder": "mobile", "encoder_label": "mobile",
+                          "steps": 10, "batch": 64, "examples_per_s": 1.0, "final_loss": 0.5, "beats_untrained": "~", **r}}
+    table = bm.per_task_markdown(rows, tasks, "logreg")
+    assert "| x | mobile | 10 | 90.0 / 80.0 (+10.0 ± 5.0) | 70.0 / 74.0 (-4.0 ± 5.0) |" in table
+    doc = tmp_path / "doc.md"
+    m = bm.MARK_NAME
+    doc.write_text(f"<!-- {m} -->\nold\n<!-- {m} -->\n<!-- {m}:logreg -->\nold\n<!-- {m}:logreg -->\n"
+                   f"<!-- {m}:logreg:losses -->\n<!-- {m}:logreg:losses -->\n")
+    import argparse
+
+    bm.write_tables(rows, argparse.Namespace(tasks=",".join(tasks), steps=10, minutes=0, corpus="real",
+                                             out=str(tmp_path / "res.json"), doc=str(doc), doc_marker=None))
+    text = doc.read_text()
+    assert "\nold\n" not in text and "Logistic regression" in text and "loses b -4.0 ± 5.0 (n.s.)" in text
+    assert (tmp_path / "res_delta_logreg.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_every_registered_method_gets_its_default_and_the_shared_encoder():
     from models.objectives import OBJECTIVES
 
