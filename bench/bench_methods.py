@@ -199,31 +199,38 @@ def run_one(method: str, v: Variant, a: argparse.Namespace, hp: dict) -> dict:
 BASELINES: dict[str, dict] = {}  # baseline hash -> per-task results (the same for every run that shares it)
 
 
-def evaluate(run: str, a: argparse.Namespace) -> dict:
-    """Linear probe + kNN of the run, its untrained encoder and the spectrogram; baselines scored once
-    per (encoder, kwargs, seed, input norm) and reused."""
+def score_with_baselines(run: str, tasks: list[str], window: str, data: str, cache_dir: str,
+                         protocols: tuple[str, ...] = PROTOCOLS) -> tuple[dict, list[str], list[str]]:
+    """Per-task results of the run, its untrained encoder and the spectrogram under ``protocols``, the three
+    model names and hashes; a baseline is scored once per (hash, protocols) in this process and reused."""
     from eval.runner import RunOptions, resolve_models
     from eval.runner import evaluate as ev
 
-    tasks = a.tasks.split(",")
     models = resolve_models([run, "untrained", "spectrogram"])
-    mode, _, frames = a.window.partition(":")
-    o = RunOptions(tasks=tasks, data_root=a.data, protocols=PROTOCOLS, window_mode=mode,
-                   window_frames=int(frames) if frames else None, cache_dir=os.path.join(a.runs, "eval_cache"),
-                   progress=False)
+    mode, _, frames = window.partition(":")
+    o = RunOptions(tasks=tasks, data_root=data, protocols=protocols, window_mode=mode,
+                   window_frames=int(frames) if frames else None, cache_dir=cache_dir, progress=False)
     hashes = [m.frozen.model_hash() for m in models]
-    todo = [m for m, h in zip(models, hashes) if m.kind == "run" or h not in BASELINES]
-    t0 = time.perf_counter()
+    keys = [f"{','.join(protocols)}:{h}" for h in hashes]
+    todo = [m for m, k in zip(models, keys) if m.kind == "run" or k not in BASELINES]
     res = ev(todo, o)
     per = {}
-    for m, h in zip(models, hashes):
-        if m.kind == "run" or h not in BASELINES:
+    for m, k in zip(models, keys):
+        if m.kind == "run" or k not in BASELINES:
             per[m.name] = res["models"][m.name]["results"]
             if m.kind != "run":
-                BASELINES[h] = per[m.name]
+                BASELINES[k] = per[m.name]
         else:
-            per[m.name] = BASELINES[h]
-    names = [m.name for m in models]
+            per[m.name] = BASELINES[k]
+    return per, [m.name for m in models], hashes
+
+
+def evaluate(run: str, a: argparse.Namespace) -> dict:
+    """Every ``PROTOCOLS`` probe of the run, its untrained encoder and the spectrogram; baselines scored once
+    per (encoder, kwargs, seed, input norm) and reused."""
+    tasks = a.tasks.split(",")
+    t0 = time.perf_counter()
+    per, names, hashes = score_with_baselines(run, tasks, a.window, a.data, os.path.join(a.runs, "eval_cache"))
     row: dict = {"eval_s": round(time.perf_counter() - t0, 1), "untrained_hash": hashes[1]}
     row.update(probe_rows(per, names, tasks))
     d = row["linear"]["delta_untrained"]

@@ -22,29 +22,11 @@ from _common import ROOT
 
 def rescore(row: dict, probe: str, settings: dict, data: str) -> dict:
     """``row``'s entry for ``probe`` (the run, its untrained encoder and the spectrogram)."""
-    from eval.runner import RunOptions, resolve_models
-    from eval.runner import evaluate as ev
-
     run = row["run"]
     tasks = settings["tasks"].split(",")
-    models = resolve_models([run, "untrained", "spectrogram"])
-    mode, _, frames = settings["window"].partition(":")
-    o = RunOptions(tasks=tasks, data_root=data, protocols=(probe,), window_mode=mode,
-                   window_frames=int(frames) if frames else None,
-                   cache_dir=os.path.join(os.path.dirname(os.path.abspath(run)), "eval_cache"), progress=False)
-    hashes = [m.frozen.model_hash() for m in models]
-    key = lambda h: f"{probe}:{h}"  # noqa: E731
-    todo = [m for m, h in zip(models, hashes) if m.kind == "run" or key(h) not in bm.BASELINES]
-    res = ev(todo, o)
-    per = {}
-    for m, h in zip(models, hashes):
-        if m.kind == "run" or key(h) not in bm.BASELINES:
-            per[m.name] = res["models"][m.name]["results"]
-            if m.kind != "run":
-                bm.BASELINES[key(h)] = per[m.name]
-        else:
-            per[m.name] = bm.BASELINES[key(h)]
-    return bm.probe_rows(per, [m.name for m in models], tasks, (probe,))
+    cache = os.path.join(os.path.dirname(os.path.abspath(run)), "eval_cache")
+    per, names, _ = bm.score_with_baselines(run, tasks, settings["window"], data, cache, (probe,))
+    return bm.probe_rows(per, names, tasks, (probe,))
 
 
 def merge_probe(path: str, name: str, entry: dict) -> dict:
@@ -92,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         d = merge_probe(a.results, name, entry)
         du = entry[a.probe]["delta_untrained"]
         print(f"{name}: {a.probe} mean delta {100 * du['mean']:+.1f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    ns = argparse.Namespace(tasks=settings["tasks"], steps=None, minutes=d["rows"][want[0]].get("minutes", 0.0),
+    from collections import Counter
+
+    budgets = Counter(r.get("minutes") for r in d["rows"].values() if r.get("minutes"))  # the table's budget: most rows'
+    ns = argparse.Namespace(tasks=settings["tasks"], steps=None, minutes=budgets.most_common(1)[0][0] if budgets else 0.0,
                             corpus=settings.get("corpus", "basic"), out=a.results, doc=a.doc, doc_marker=None)
     bm.write_tables(d["rows"], ns)
     return 0

@@ -6,8 +6,9 @@ regression, the L2 strength swept on the validation split over 1e-6 .. 1e6), and
 Tagliasacchi et al. 2019 Sec. 4 ("a simple logistic regression model").  Why it sits beside ``linear``
 (BYOL-A's Adam probe with early stopping, Niizumi et al. 2021 Sec. IV-A5), measured on ``make bench-real``
 (docs/bench-real.md, "Which linear probe"): on tasks of a few hundred clips, a validation split of 24-132
-clips stops the Adam probe after 2-15 epochs, before it has fitted the training set, so its accuracy
-reflects how fast the head moves from its random start as much as what the features hold.  A solved convex
+clips keeps the Adam head of its first few epochs (it stops 10 later, at 12-15), before the head has fitted
+the training set, so its accuracy reflects how fast the head moves from its random start as much as what
+the features hold.  A solved convex
 problem has no such transient: the same features always give the same probe.
 
 Per fold: features standardised on the training split; ``C = 1 / lambda`` swept over ``10^-6 .. 10^6``
