@@ -31,7 +31,9 @@ which took 2-4 minutes per run here; ``--window sliding:96`` gives the ``make de
 
 "probe mean" = the mean over the tasks.  Linear: per probe seed the mean over tasks, then mean and
 95 % t-interval over the 5 seeds; delta vs untrained is paired by seed (the same seeds and folds).
-kNN is deterministic: its interval combines the tasks' test-set intervals in quadrature.  A row
+kNN and ``logreg`` are deterministic: a model's interval combines the tasks' test-set intervals in
+quadrature, and its delta vs untrained is paired over the test clips (per clip, correct minus correct:
+``eval.metrics.paired_ci95``; results scored before per-clip correctness was stored: unpaired).  A row
 whose linear-probe mean does not exceed the untrained one is flagged ``NO``; ``~`` when the paired
 interval includes 0.  The intervals cover probe seeds and test sampling, not pretraining seeds.
 
@@ -139,13 +141,32 @@ def probe_mean(res: dict, tasks: list[str], probe: str) -> dict:
 
 
 def delta(a: dict, b: dict) -> dict:
-    """a - b, paired by probe seed when both have several per-seed values; otherwise (a deterministic
-    probe) the two intervals combined as if independent, which is wider than a paired one."""
+    """a - b with its 95 % interval and how it was paired (``paired``):
+
+    * ``seeds``: both have several per-seed values (a repeated probe): t over the per-seed differences;
+    * ``clips``: a deterministic probe on the same test clips (equal ``test_key``): the interval of the
+      mean per-clip difference in correctness (``eval.metrics.paired_ci95``);
+    * ``tasks``: a mean over tasks of per-task deltas (``mean_delta``);
+    * ``no``: the two intervals combined as if independent, which is wider than a paired one."""
     if a.get("per_seed") and b.get("per_seed") and len(a["per_seed"]) == len(b["per_seed"]) > 1:
         m, ci = _t_ci([x - y for x, y in zip(a["per_seed"], b["per_seed"])])
-        return {"mean": m, "ci95": ci}
+        return {"mean": m, "ci95": ci, "paired": "seeds"}
+    if a.get("correct") and a.get("test_key") and a.get("test_key") == b.get("test_key"):
+        from eval import metrics as M
+
+        ci = M.paired_ci95(a["correct"], b.get("correct") or "")
+        if ci is not None:
+            return {"mean": a["mean"] - b["mean"], "ci95": ci, "paired": "clips"}
     ci = None if a.get("ci95") is None or b.get("ci95") is None else math.hypot(a["ci95"], b["ci95"])
-    return {"mean": a["mean"] - b["mean"], "ci95": ci}
+    return {"mean": a["mean"] - b["mean"], "ci95": ci, "paired": "no"}
+
+
+def mean_delta(per_task: list[dict]) -> dict:
+    """Mean of per-task deltas that are each paired by clips (tasks independent: the half-widths add in
+    quadrature, divided by the number of tasks)."""
+    cis = [d["ci95"] for d in per_task]
+    ci = None if any(c is None for c in cis) else math.sqrt(sum(c * c for c in cis)) / len(cis)
+    return {"mean": sum(d["mean"] for d in per_task) / len(per_task), "ci95": ci, "paired": "tasks"}
 
 
 def probe_rows(per: dict, names: list[str], tasks: list[str], protocols: tuple[str, ...] = PROTOCOLS) -> dict:
@@ -154,12 +175,15 @@ def probe_rows(per: dict, names: list[str], tasks: list[str], protocols: tuple[s
     out: dict = {}
     for probe in protocols:
         tr, un, sp = (probe_mean(per[n], tasks, probe) for n in names)
-        out[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": delta(tr, un)}
+        task_d = {t: delta(per[names[0]][t][probe], per[names[1]][t][probe]) for t in tasks}
+        mean_d = delta(tr, un)
+        if mean_d["paired"] == "no" and all(d["paired"] == "clips" for d in task_d.values()):
+            mean_d = mean_delta(list(task_d.values()))
+        out[probe] = {"trained": tr, "untrained": un, "spectrogram": sp, "delta_untrained": mean_d}
         if probe in PER_TASK:
             out[probe]["per_task"] = {t: {"trained": per[names[0]][t][probe]["mean"],
                                           "untrained": per[names[1]][t][probe]["mean"],
-                                          "delta": delta(per[names[0]][t][probe], per[names[1]][t][probe])}
-                                      for t in tasks}
+                                          "delta": task_d[t]} for t in tasks}
     return out
 
 
@@ -303,6 +327,7 @@ def per_task_markdown(rows: dict, tasks: list[str], probe: str = "linear") -> st
     short = [t.split("_", 1)[-1] if t.startswith(("real_", "demo_")) else t for t in tasks]
     head = "| method | encoder | steps | " + " | ".join(short) + " | mean |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    mixed = len(pairings(rows, probe)) > 1
     for key in sorted(rows, key=lambda k: (k.split("/")[0], k.split("/")[1] != "default")):
         r = rows[key]
         pt = (r.get(probe) or {}).get("per_task")
@@ -311,10 +336,34 @@ def per_task_markdown(rows: dict, tasks: list[str], probe: str = "linear") -> st
         cells = [f"{100 * pt[t]['trained']:.1f} / {100 * pt[t]['untrained']:.1f} ({100 * pt[t]['delta']['mean']:+.1f}"
                  f" ± {100 * (pt[t]['delta']['ci95'] or 0):.1f})" for t in tasks]
         li = r[probe]
+        mark = PAIRED_MARK if mixed and li["delta_untrained"].get("paired") == "tasks" else ""
         cells.append(f"{100 * li['trained']['mean']:.1f} / {100 * li['untrained']['mean']:.1f} "
-                     f"({100 * li['delta_untrained']['mean']:+.1f} ± {100 * (li['delta_untrained']['ci95'] or 0):.1f})")
+                     f"({100 * li['delta_untrained']['mean']:+.1f} ± {100 * (li['delta_untrained']['ci95'] or 0):.1f})"
+                     + mark)
         lines.append(f"| {_name(r)} | {r['encoder_label']} | {r['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+PAIRED_MARK = " ‡"
+
+
+def pairings(rows: dict, probe: str) -> set[str]:
+    """How the rows' per-task deltas under ``probe`` were paired (``delta``'s ``paired`` values)."""
+    return {d["delta"].get("paired", "no") for r in rows.values() if isinstance(r.get(probe), dict)
+            for d in (r[probe].get("per_task") or {}).values()}
+
+
+def pairing_note(rows: dict, probe: str) -> str:
+    """How the per-task deltas of a deterministic probe were paired, for the table's caption."""
+    kinds = pairings(rows, probe)
+    paired = ("95 % interval paired over the test clips (per clip, trained correct minus untrained correct; "
+              "the mean's interval combines the tasks' as independent)")
+    if kinds == {"clips"}:
+        return paired
+    if "clips" in kinds:
+        return (f"on rows marked{PAIRED_MARK}, {paired}; on the others, scored before per-clip results were "
+                f"stored, the two test-set intervals combined, unpaired")
+    return "the two test-set intervals combined, unpaired"
 
 
 MARK_NAME = "bench-methods:per-task"
@@ -332,7 +381,7 @@ def write_tables(rows: dict, a: argparse.Namespace) -> None:
     notes = {"linear": f"Linear probe, test accuracy %: trained / untrained (paired delta ± 95 % interval over probe "
                        f"seeds); {budget}",
              "logreg": f"Logistic regression (L2, C chosen on validation, solved to convergence), test accuracy %: "
-                       f"trained / untrained (delta ± the two test-set intervals combined, unpaired); {budget}"}
+                       f"trained / untrained (delta ± {pairing_note(rows, 'logreg')}); {budget}"}
     tables = {p: per_task_markdown(rows, tasks, p) for p in PER_TASK}
     base = os.path.splitext(a.out)[0]
     body = "\n\n".join(f"{notes[p]}\n\n{tables[p]}" for p in PER_TASK)

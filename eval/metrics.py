@@ -7,6 +7,9 @@
   2021 Sec. IV-A5, "ran each evaluation ten times"), otherwise the test-set interval of Tagliasacchi
   et al. 2019 Sec. 4 ("95 % confidence intervals capturing the uncertainty due to the finite size of
   the evaluation datasets"): normal approximation of the binomial for accuracy, bootstrap for mAP;
+* paired interval of a difference between two models scored on the same test clips by a deterministic
+  probe: the normal interval of the mean per-clip difference in correctness (McNemar's setting), which
+  removes the variance the two models share (the clips' difficulty) from the unpaired interval;
 * normalised score (Tagliasacchi et al. 2019 Sec. 4, Tables 2-3): 0 % = Spectrogram, 100 % = Supervised.
 """
 from __future__ import annotations
@@ -98,6 +101,29 @@ def test_set_ci95(y: np.ndarray, scores: np.ndarray, multilabel: bool) -> Option
     if multilabel:
         return bootstrap_ci95(y, scores, multilabel)
     return binomial_ci95(accuracy(y, scores), len(y))
+
+
+def correct_clips(y: np.ndarray, scores: np.ndarray) -> str:
+    """Per test clip, ``1`` where the top score is the label, else ``0`` (single-label), in clip order."""
+    return "".join("1" if ok else "0" for ok in (np.argmax(scores, axis=1) == y))
+
+
+def test_key(y: np.ndarray, order: np.ndarray) -> str:
+    """Identifies a test set (clip order and labels): two results pair only when their keys are equal."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(order, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    return h.hexdigest()[:16]
+
+
+def paired_ci95(a: str, b: str) -> Optional[float]:
+    """Half-width of the 95 % normal interval of ``acc(a) - acc(b)`` from per-clip correctness strings
+    (``correct_clips``) of the same test clips: 1.96 times the standard error of the mean difference."""
+    if len(a) != len(b) or len(a) < 2 or set(a + b) - {"0", "1"}:
+        return None
+    d = (np.frombuffer(a.encode(), np.uint8).astype(np.float64) - np.frombuffer(b.encode(), np.uint8))
+    return float(1.959964 * d.std(ddof=1) / math.sqrt(d.size))
 
 
 def normalised(value: float, spectrogram: float, supervised: float) -> Optional[float]:

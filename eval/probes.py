@@ -352,9 +352,13 @@ def summarise(pi: ProbeInput, per_seed_scores: list[list[np.ndarray]], probe: st
     metric = "mAP" if pi.multilabel else "accuracy"
     mean, ci = M.t_ci95(per_seed[metric])
     ci_kind = f"t over {len(per_seed_scores)} seeds"
+    paired: dict = {}
     if ci is None:
         y, s = _pooled(pi, folds, per_seed_scores[0])
         ci, ci_kind = M.test_set_ci95(y, s, pi.multilabel), "test set"
+        if not pi.multilabel:  # a deterministic probe: what a paired comparison of two models needs
+            order = np.concatenate([f.test for f in folds])
+            paired = {"correct": M.correct_clips(y, s), "test_key": M.test_key(y, order)}
     secondary = {}
     for name, vals in per_seed.items():
         if name != metric:
@@ -367,6 +371,7 @@ def summarise(pi: ProbeInput, per_seed_scores: list[list[np.ndarray]], probe: st
         "n_valid": int(sum(len(f.valid) for f in folds) / len(folds)),
         "n_test": int(sum(len(f.test) for f in folds)),
     }
+    out.update(paired)
     out.update(extra or {})
     return out
 

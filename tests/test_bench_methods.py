@@ -68,6 +68,43 @@ def test_deterministic_probe_rows_get_unpaired_intervals_and_a_per_task_table(tm
     text = doc.read_text()
     assert "\nold\n" not in text and "Logistic regression" in text and "loses b -4.0 ± 5.0 (n.s.)" in text
     assert (tmp_path / "res_delta_logreg.png").read_bytes()[:4] == b"\x89PNG"
+    assert "combined, unpaired" in text
+
+
+def test_deterministic_probes_on_the_same_clips_are_paired_by_clip():
+    from eval import metrics as M
+
+    def det(correct: str, key: str = "k") -> dict:
+        m = correct.count("1") / len(correct)
+        return {"mean": m, "ci95": M.binomial_ci95(m, len(correct)), "per_seed": [m], "correct": correct,
+                "test_key": key}
+
+    a, b = det("1" * 90 + "0" * 10), det("1" * 80 + "0" * 20)
+    d = bm.delta(a, b)
+    assert d["paired"] == "clips" and d["mean"] == pytest.approx(0.1)
+    assert d["ci95"] == pytest.approx(M.paired_ci95(a["correct"], b["correct"]))
+    assert d["ci95"] < bm.delta({**a, "test_key": "other"}, b)["ci95"]  # other clips: unpaired, wider
+    assert bm.delta({**a, "test_key": "other"}, b)["paired"] == "no"
+    tasks = ["t1", "t2"]
+    per = {"run": {"t1": {"logreg": a}, "t2": {"logreg": det("1" * 50 + "0" * 50, "k2")}},
+           "un": {"t1": {"logreg": b}, "t2": {"logreg": det("0" * 10 + "1" * 40 + "0" * 50, "k2")}},
+           "spec": {"t1": {"logreg": b}, "t2": {"logreg": b}}}
+    r = bm.probe_rows(per, ["run", "un", "spec"], tasks, ("logreg",))
+    t1, t2 = (r["logreg"]["per_task"][t]["delta"] for t in tasks)
+    md = r["logreg"]["delta_untrained"]
+    assert md["paired"] == "tasks" and md["mean"] == pytest.approx((0.1 + 0.1) / 2)
+    assert md["ci95"] == pytest.approx((t1["ci95"] ** 2 + t2["ci95"] ** 2) ** 0.5 / 2)
+    rows = {"x/default": {"per_task_note": None, "logreg": r["logreg"]}}
+    assert bm.pairing_note(rows, "logreg").startswith("95 % interval paired over the test clips")
+    old = {"per_task": {t: {"trained": 0.5, "untrained": 0.5, "delta": {"mean": 0.0, "ci95": 0.1, "paired": "no"}}
+                        for t in tasks}, "trained": {"mean": 0.5}, "untrained": {"mean": 0.5},
+           "delta_untrained": {"mean": 0.0, "ci95": 0.05, "paired": "no"}}
+    both = {k: {"method": k.split("/")[0], "variant": "default", "encoder": "mobile", "encoder_label": "mobile", "steps": 1,
+                "logreg": v} for k, v in (("new/default", r["logreg"]), ("old/default", old))}
+    assert bm.pairing_note(both, "logreg").startswith(f"on rows marked{bm.PAIRED_MARK}")
+    table = bm.per_task_markdown(both, tasks, "logreg").splitlines()
+    assert table[2].startswith("| new |") and table[2].endswith(f"(+10.0 ± {100 * md['ci95']:.1f}){bm.PAIRED_MARK} |")
+    assert table[3].startswith("| old |") and table[3].endswith("(+0.0 ± 5.0) |")
 
 
 def test_every_registered_method_gets_its_default_and_the_shared_encoder():

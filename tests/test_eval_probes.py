@@ -159,3 +159,32 @@ def test_metrics_and_normalised_score():
     classes = ["action=a|object=x", "action=a|object=y", "action=b|object=y"]
     acc = M.slot_accuracies(np.array([0, 2]), np.eye(3)[[1, 2]], classes, ["action", "object"])
     assert acc == {"action_accuracy": 1.0, "object_accuracy": 0.5}
+
+
+def test_paired_interval_of_two_models_on_the_same_clips():
+    y = np.array([0, 1, 0, 1] * 25)
+    good, bad = np.eye(2)[y], np.eye(2)[1 - y]
+    a = M.correct_clips(y, np.concatenate([good[:80], bad[80:]]))  # 80 % right
+    assert a == "1" * 80 + "0" * 20
+    # identical predictions: the difference is exactly zero, so is its interval
+    assert M.paired_ci95(a, a) == 0.0
+    # b right on 70 of a's 80 and nowhere else: d = +1 on 10 clips, 0 on 90
+    b = "1" * 70 + "0" * 30
+    d = np.array([0] * 70 + [1] * 10 + [0] * 20, dtype=float)
+    assert M.paired_ci95(a, b) == pytest.approx(1.959964 * d.std(ddof=1) / 10)
+    # narrower than the two binomial intervals combined, which ignore that the models share clips
+    assert M.paired_ci95(a, b) < np.hypot(M.binomial_ci95(0.8, 100), M.binomial_ci95(0.7, 100)) / 2
+    assert M.paired_ci95(a, b[:-1]) is None and M.paired_ci95("1x", "10") is None  # not the same clips
+    order = np.arange(100)
+    assert M.test_key(y, order) == M.test_key(y.copy(), order.copy())
+    assert M.test_key(y, order[::-1]) != M.test_key(y, order) != M.test_key(1 - y, order)
+
+
+def test_deterministic_probe_results_carry_what_a_paired_comparison_needs():
+    X, y = _blobs(n_per=20, sep=1.0, seed=1)
+    pi = ProbeInput(X, y, False, list("abcd"), _split_folds(len(y), seed=1))
+    r = run_knn_probe(pi, FAST)
+    assert r["ci"] == "test set" and len(r["correct"]) == len(pi.folds[0].test)
+    assert r["correct"].count("1") / len(r["correct"]) == pytest.approx(r["mean"])
+    assert r["test_key"] == M.test_key(y[pi.folds[0].test], pi.folds[0].test)
+    assert "correct" not in run_head_probe(pi, FAST)  # several seeds: paired by seed instead
