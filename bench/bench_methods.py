@@ -356,13 +356,13 @@ def pairings(rows: dict, probe: str) -> set[str]:
 def pairing_note(rows: dict, probe: str) -> str:
     """How the per-task deltas of a deterministic probe were paired, for the table's caption."""
     kinds = pairings(rows, probe)
-    paired = ("95 % interval paired over the test clips (per clip, trained correct minus untrained correct; "
-              "the mean's interval combines the tasks' as independent)")
+    how = ("paired over the test clips (per clip, trained correct minus untrained correct; the mean's "
+           "interval combines the tasks' as independent)")
     if kinds == {"clips"}:
-        return paired
+        return f"95 % interval {how}"
     if "clips" in kinds:
-        return (f"on rows marked{PAIRED_MARK}, {paired}; on the others, scored before per-clip results were "
-                f"stored, the two test-set intervals combined, unpaired")
+        return (f"95 % interval: on rows marked{PAIRED_MARK}, {how}; on the others, scored before per-clip "
+                f"results were stored, the two test-set intervals combined, unpaired")
     return "the two test-set intervals combined, unpaired"
 
 

@@ -101,7 +101,7 @@ def test_deterministic_probes_on_the_same_clips_are_paired_by_clip():
            "delta_untrained": {"mean": 0.0, "ci95": 0.05, "paired": "no"}}
     both = {k: {"method": k.split("/")[0], "variant": "default", "encoder": "mobile", "encoder_label": "mobile", "steps": 1,
                 "logreg": v} for k, v in (("new/default", r["logreg"]), ("old/default", old))}
-    assert bm.pairing_note(both, "logreg").startswith(f"on rows marked{bm.PAIRED_MARK}")
+    assert bm.pairing_note(both, "logreg").startswith(f"95 % interval: on rows marked{bm.PAIRED_MARK}")
     table = bm.per_task_markdown(both, tasks, "logreg").splitlines()
     assert table[2].startswith("| new |") and table[2].endswith(f"(+10.0 ± {100 * md['ci95']:.1f}){bm.PAIRED_MARK} |")
     assert table[3].startswith("| old |") and table[3].endswith("(+0.0 ± 5.0) |")
