@@ -187,4 +187,6 @@ def test_deterministic_probe_results_carry_what_a_paired_comparison_needs():
     assert r["ci"] == "test set" and len(r["correct"]) == len(pi.folds[0].test)
     assert r["correct"].count("1") / len(r["correct"]) == pytest.approx(r["mean"])
     assert r["test_key"] == M.test_key(y[pi.folds[0].test], pi.folds[0].test)
-    assert "correct" not in run_head_probe(pi, FAST)  # several seeds: paired by seed instead
+    two_seeds = ProbeConfig(max_epochs=3, patience=1, seeds=(0, 1))
+    assert "correct" not in run_head_probe(pi, two_seeds)  # several seeds: paired by seed instead
+    assert "correct" in run_head_probe(pi, ProbeConfig(max_epochs=3, patience=1, seeds=(0,)))  # one seed: deterministic
