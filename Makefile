@@ -74,10 +74,13 @@ lock: $(UV)
 
 # Lint + import order (ruff) and types (mypy on shards/ and models/), configured in pyproject.toml, then the tests.
 test: APT_PACKAGES += $(REAL_APT_TINY)
+# pytest runs in TEST_WORKERS processes (pytest-xdist), one test file per worker at a time (--dist loadfile:
+# a module's fixtures are built once).  2 matches the CI machine; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) tests
 
 # The README's quick tour (```bash tour blocks), run in a scratch directory; README_STEPS shortens training
 # (0: every command exactly as written).  tests/test_readme_commands.py (in `make test`) checks that they parse.

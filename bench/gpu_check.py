@@ -72,7 +72,7 @@ class Profile:
 FULL = Profile("full", (320, 96, 48), 10.0, 20, 64, 2, 3, (2, 4, 8), None, 5, 20, 3, 100, None, 4, 4.0, 400.0,
                {"frontend": 15, "methods_bf16": 140, "fp32_vs_cpu": 50, "eval": 60, "hear": 15, "throughput": 95,
                 "ddp": 90})
-TINY = Profile("tiny", (24, 24, 12), 4.0, 3, 4, 1, 2, (1,), 8, 1, 2, 1, 5, 6, 2, 1.0, 240.0,
+TINY = Profile("tiny", (24, 24, 12), 4.0, 3, 2, 1, 2, (1,), 2, 1, 2, 1, 5, 6, 2, 1.0, 240.0,
                {s: 120.0 for s in SECTIONS})
 
 
@@ -273,7 +273,8 @@ def summary(results: dict) -> str:
                       "/".join(ratios), _f(r["in_memory"].get("peak_mem_gib"), ".2f")])
     if trows:
         ws = S["throughput"]["workers"]
-        lines += ["", "throughput, bf16 examples/s (pipeline at N workers vs the batch held on the device):",
+        prec = next((x["precision"] for x in thr if x.get("precision")), "bf16")
+        lines += ["", f"throughput, {prec} examples/s (pipeline at N workers vs the batch held on the device):",
                   table(trows, ["method/encoder", "batch", *[f"{w} workers" for w in ws], "in-memory",
                                 "pipeline/in-memory", "peak GiB"])]
     skipped = [f"{r['method']}/{r['encoder']}: {r['reason']}" for r in thr if r.get("status") == "skipped"]

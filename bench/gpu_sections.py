@@ -281,6 +281,10 @@ def sec_fp32(c: Check) -> dict:
                 dev_losses = [float(v) for v in train(cfg)["losses"]]
             env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "",
                    "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            if c.device == "cpu":  # the CPU form: the reference sums in the same intra-op thread order
+                import torch
+
+                env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
             p = subprocess.run(cpu_reference_cmd(method, cfg.shards[0], cpu_out, c.p.fp32_steps, c.p.batch),
                                env=env, capture_output=True, text=True, timeout=max(30.0, c.left()), cwd=ROOT,
                                check=False)
@@ -347,7 +351,7 @@ def _throughput_one(c: Check, method: str, enc: str, kw: dict, batch: int) -> di
         return info.device_transform.to(dev)(b) if info.device_transform is not None else b
 
     def step(b: dict) -> float:
-        with torch.autocast(dev.type, dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):  # CPU form: fp32 (bf16 there is emulated)
             out = obj(b)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -407,7 +411,8 @@ def sec_throughput(c: Check) -> dict:
     rows, ok, ran = [], True, 0
     for method, enc, kw, batch in THROUGHPUT:
         b = c.p.thr_batch or batch
-        r: dict[str, Any] = {"method": method, "encoder": enc, "encoder_kwargs": kw, "batch": b, "precision": "bf16"}
+        r: dict[str, Any] = {"method": method, "encoder": enc, "encoder_kwargs": kw, "batch": b,
+                             "precision": "bf16" if c.device == "cuda" else "fp32"}
         why = (f"method {method!r} is not registered" if method not in OBJECTIVES else
                f"encoder {enc!r} is not registered" if enc not in ENCODERS else
                None if c.is_selected(method) else "not selected (--methods)")

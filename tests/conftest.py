@@ -39,3 +39,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``), each worker gets its share of the cores for torch's intra-op
+    threads, so two workers computing at once do not oversubscribe a 2-core machine."""
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if n > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))

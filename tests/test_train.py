@@ -1,4 +1,4 @@
-"""Trainer: every method trains on the demo shards; loss falls; exact resume; clear failures."""
+"""Trainer: every method trains on the demo shards; exact resume; clear failures (the loss falls: test_train_learns.py)."""
 from __future__ import annotations
 
 import json
@@ -9,33 +9,10 @@ import pytest
 import torch
 
 from models.objectives import OBJECTIVES
+from tests._train_support import small_flags
+from tests._train_support import train_cfg as _cfg
 from train.config import load_config
 from train.loop import NonFiniteLoss, train
-
-
-def small_flags(method: str) -> list[str]:
-    """CLI flags for the method's own small test settings (``test_config``): every method runs on 2 CPU
-    cores in seconds; the paper defaults are checked separately (test_method_defaults_follow_papers)."""
-    tc = OBJECTIVES[method].test_config
-    flags: list[str] = []
-    if "encoder" in tc:
-        name, kwargs = tc["encoder"]
-        flags += ["--encoder", name]
-        for k, v in kwargs.items():
-            flags += ["--encoder-arg", f"{k}={v}"]
-    for k, v in tc.get("hparams", {}).items():
-        flags += ["--hp", f"{k}={v}"]
-    return flags
-
-
-def _cfg(shards_dir, out, method, steps, extra=(), batch=8):
-    from models import ENCODERS
-    from models.objectives import OBJECTIVES
-
-    argv = ["--method", method, "--shards", shards_dir, "--out", str(out), "--steps", str(steps),
-            "--batch-size", str(batch), "--num-workers", "0", "--log-every", "1", "--save-every", "1000",
-            "--shuffle-buffer", "32", "--tracker", "none", *extra]
-    return load_config(argv, sorted(OBJECTIVES), sorted(ENCODERS))
 
 
 @pytest.mark.parametrize("method", OBJECTIVES.names())
@@ -50,45 +27,6 @@ def test_every_method_runs_20_steps(demo_small, tmp_path, method):
     assert (tmp_path / method / "encoder.safetensors").stat().st_size > 0
     rows = [json.loads(line) for line in open(tmp_path / method / "metrics.jsonl")]
     assert [r["step"] for r in rows] == list(range(1, 21)) and rows[0]["world_size"] == 1
-
-
-@pytest.fixture(scope="module")
-def chirp_shards(tmp_path_factory):
-    """Clips whose pitch rises at a fixed rate from a random start: the time gap between two slices is
-    readable from their spectra, so TemporalGap must learn it (the demo corpus is mostly stationary)."""
-    import numpy as np
-
-    from ingest.decode import encode_wav
-    from ingest.engine import IngestConfig, run_ingest
-    from ingest.sources.folder import FolderSource
-
-    base = tmp_path_factory.mktemp("chirps")
-    rng = np.random.default_rng(0)
-    t = np.arange(6 * 16000) / 16000
-    for i in range(16):
-        f = rng.uniform(200, 1500) + 800 * t
-        encode_wav(str(base / f"chirp{i:02d}.wav"), (0.3 * np.sin(2 * np.pi * np.cumsum(f) / 16000)).astype(np.float32))
-    run_ingest(FolderSource(str(base), dataset="chirp"), IngestConfig(out=str(base / "out"), progress=False))
-    return str(base / "out" / "train")
-
-
-LEARN = {  # method -> (batch, extra flags) for the 60-step learning check
-    "autoencoder": (16, []), "audio2vec_cbow": (16, []), "audio2vec_skipgram": (16, []),
-    "byol_a": (16, ["--encoder-arg", "d=512", "--hp", "proj_hidden=256"]),
-    "temporal_gap": (32, ["--hp", "lr=1e-3"]),  # paper lr 1e-4 moves too little in 60 steps
-}
-
-
-@pytest.mark.parametrize("method", sorted(LEARN))
-def test_loss_decreases(demo_small, chirp_shards, tmp_path, method):
-    shards = chirp_shards if method == "temporal_gap" else os.path.join(demo_small[0], "pretrain")
-    batch, extra = LEARN[method]
-    s = train(_cfg(shards, tmp_path / method, method, 60, extra, batch=batch))
-    first, last = sum(s["losses"][:10]) / 10, sum(s["losses"][-10:]) / 10
-    assert last < first, (method, first, last)
-    if method == "temporal_gap":  # the gap error itself falls well below the constant-0.5 guess (0.25)
-        rows = [json.loads(line) for line in open(tmp_path / method / "metrics.jsonl")]
-        assert sum(r["gap_mae"] for r in rows[-10:]) / 10 < 0.2
 
 
 def test_resume_matches_uninterrupted_run(demo_small, tmp_path):

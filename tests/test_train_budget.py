@@ -10,7 +10,7 @@ import os
 import pytest
 
 import train.budget as budget
-from tests.test_train import _cfg
+from tests._train_support import train_cfg as _cfg
 from train.budget import TimeBudget
 from train.loop import train
 

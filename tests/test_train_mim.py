@@ -9,7 +9,8 @@ import shutil
 import pytest
 import torch
 
-from tests.test_train import _cfg, small_flags
+from tests._train_support import small_flags
+from tests._train_support import train_cfg as _cfg
 from train.loop import train
 
 
