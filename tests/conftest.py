@@ -49,3 +49,14 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+
+
+# The longest test files (measured: docs/benchmarks.md "Quick start timings"), started first so that two
+# xdist workers do not end on one long file while the other waits; the rest keep their alphabetical order.
+HEAVY_FIRST = ("test_train.py", "test_train_ddp.py", "test_gpu_check.py", "test_train_learns.py", "test_models_encoders.py",
+               "test_eval_e2e.py", "test_models_export.py", "test_train_multinode.py", "test_wheel.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: rank.get(os.path.basename(str(it.fspath)), len(rank)))  # stable: in-file order kept
