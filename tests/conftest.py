@@ -48,10 +48,11 @@ def pytest_configure(config):
     if n > 1:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // n))
 
 
-# The longest test files (measured: docs/benchmarks.md "Quick start timings"), started first so that two
+# The longest test files (per-file pytest --durations, 2026-12-08: 15-170 s each in one process), started first so that two
 # xdist workers do not end on one long file while the other waits; the rest keep their alphabetical order.
 HEAVY_FIRST = ("test_train.py", "test_train_ddp.py", "test_gpu_check.py", "test_train_learns.py", "test_models_encoders.py",
                "test_eval_e2e.py", "test_models_export.py", "test_train_multinode.py", "test_wheel.py")
